@@ -1,0 +1,52 @@
+# modeldrop: `make demo` runs the whole story locally, `make test` runs every test. Both set up first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test lint fmt typecheck demo up down status bench-serving schemas lock clean
+
+$(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh
+	touch $@
+
+setup: $(VENV)/.setup-stamp ## make .venv (heavy packages cached outside the repo by lock-file hash)
+
+lint: setup ## ruff (lint + format check) and mypy --strict on the project's packages
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+test: setup lint ## every test: unit, contract (real SDKs over the wire), engine, end to end
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup ## the whole story on this machine: stack up, upload, deploy, serve, idle teardown, stack down
+	$(PY) -m local.demo $(if $(MODEL),--model $(MODEL))
+
+up: setup ## start the local stack in the background
+	$(VENV)/bin/modeldrop local up
+
+down: ## stop the local stack
+	$(VENV)/bin/modeldrop local down
+
+status: setup
+	$(VENV)/bin/modeldrop local status
+
+schemas: setup ## regenerate schemas/*.json from the pydantic models
+	$(PY) -m modeldrop.schemas --write
+
+bench-serving: setup ## the serving benchmark on this machine's CPU (see docs/benchmarks.md)
+	$(PY) -m serving.bench --help
+
+lock: ## recompile requirements.txt from requirements.in (needs network to the package index)
+	bash scripts/lock.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

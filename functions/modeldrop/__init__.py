@@ -1,0 +1,1 @@
+"""modeldrop's control plane: contracts, decisions and cloud adapters shared by the functions and the CLI."""

@@ -1,0 +1,228 @@
+"""Commands: one JSON object per Pub/Sub message, one action each, parsed once at the boundary."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from modeldrop.durations import parse_duration
+from modeldrop.errors import PermanentError
+
+LABEL_SAFE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+MAX_COMMAND_BYTES = 64 * 1024
+
+RequestId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        description="Idempotency key: a command with a request_id already seen changes nothing.",
+    ),
+]
+ModelName = Annotated[
+    str, Field(pattern=LABEL_SAFE_PATTERN, description="Model name, as in models/<model>/.")
+]
+VersionName = Annotated[
+    str,
+    Field(
+        pattern=LABEL_SAFE_PATTERN, description="Version folder, as in models/<model>/<version>/."
+    ),
+]
+EndpointName = Annotated[
+    str, Field(pattern=LABEL_SAFE_PATTERN, description="Endpoint id (also its display name).")
+]
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    Field(ge=0, le=30 * 86400),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": 30 * 86400},
+                {"type": "string", "pattern": r"^\s*\d+\s*[smhd]?\s*$"},
+            ],
+            "description": "Seconds, or a string like '90s', '30m', '2h', '1d'; 0 disables.",
+        }
+    ),
+]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    request_id: RequestId
+    issued_at: datetime | None = Field(
+        default=None,
+        description="When the command was issued; commands older than the maximum age are dropped.",
+    )
+
+
+class Deploy(_Command):
+    """Create or reuse the endpoint and deploy a model version onto it."""
+
+    action: Literal["deploy"]
+    model: ModelName
+    version: VersionName | None = Field(
+        default=None, description="Version folder; the model's latest registered version if absent."
+    )
+    endpoint: EndpointName | None = Field(
+        default=None, description="Endpoint id; the model's name if absent."
+    )
+    machine_type: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]{1,63}$",
+        description="Vertex machine type; derived from the accelerator if absent.",
+    )
+    accelerator: str | None = Field(
+        default="NVIDIA_L4",
+        pattern=r"^[A-Z0-9_]{1,63}$",
+        description="Vertex accelerator type (NVIDIA_L4, NVIDIA_H100_80GB, ...); null for CPU only.",
+    )
+    accelerator_count: int = Field(default=1, ge=1, le=16)
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int | None = Field(default=None, ge=1, le=100)
+    idle_ttl: Duration | None = Field(
+        default=None,
+        description="Undeploy after this long without traffic; the default TTL if absent.",
+    )
+    keep_warm: bool = Field(default=False, description="Never undeploy for idleness.")
+    traffic_percent: int = Field(
+        default=100,
+        ge=0,
+        le=100,
+        description="Share of the endpoint's traffic for this deployment.",
+    )
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> Deploy:
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+    @property
+    def endpoint_name(self) -> str:
+        return self.endpoint or self.model
+
+
+class Undeploy(_Command):
+    """Undeploy one version (or every deployment) from an endpoint, re-splitting traffic first."""
+
+    action: Literal["undeploy"]
+    endpoint: EndpointName
+    version: VersionName | None = Field(
+        default=None, description="Version to undeploy; every deployment on the endpoint if absent."
+    )
+
+
+class Scale(_Command):
+    """Change a deployment's replica range."""
+
+    action: Literal["scale"]
+    endpoint: EndpointName
+    version: VersionName | None = Field(
+        default=None, description="Version to scale; required when the endpoint has several."
+    )
+    min_replicas: int = Field(ge=1, le=100)
+    max_replicas: int | None = Field(default=None, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> Scale:
+        if self.max_replicas is not None and self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
+class Traffic(_Command):
+    """Split an endpoint's traffic between its deployed versions (a canary)."""
+
+    action: Literal["traffic"]
+    endpoint: EndpointName
+    split: dict[VersionName, Annotated[int, Field(ge=0, le=100)]] = Field(
+        min_length=1, description="Version -> percent; the percents add up to 100."
+    )
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> Traffic:
+        total = sum(self.split.values())
+        if total != 100:
+            raise ValueError(f"traffic split adds up to {total}, not 100")
+        return self
+
+
+class DeleteEndpoint(_Command):
+    """Delete an endpoint; with force, undeploy what it serves first."""
+
+    action: Literal["delete-endpoint"]
+    endpoint: EndpointName
+    force: bool = False
+
+
+class Register(_Command):
+    """Register an uploaded version folder explicitly (as if its last file had just arrived)."""
+
+    action: Literal["register"]
+    model: ModelName
+    version: VersionName
+    bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$",
+        description="Weights bucket; the configured one if absent.",
+    )
+
+
+class Wake(_Command):
+    """Bring back what the sweep tore down on an endpoint, as it was deployed."""
+
+    action: Literal["wake"]
+    endpoint: EndpointName
+
+
+Command = Annotated[
+    Deploy | Undeploy | Scale | Traffic | DeleteEndpoint | Register | Wake,
+    Field(discriminator="action"),
+]
+ACTIONS = ("deploy", "undeploy", "scale", "traffic", "delete-endpoint", "register", "wake")
+
+_COMMAND = TypeAdapter[Command](Command)
+
+
+def command_json_schema() -> dict[str, Any]:
+    return _COMMAND.json_schema()
+
+
+def parse_command(data: bytes | str | dict[str, Any]) -> Command:
+    """One command from a message body; PermanentError lists every problem found."""
+    if isinstance(data, bytes | str):
+        raw = data.encode() if isinstance(data, str) else data
+        if len(raw) > MAX_COMMAND_BYTES:
+            raise PermanentError(f"command is {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}")
+        try:
+            return _COMMAND.validate_json(raw)
+        except ValidationError as error:
+            raise PermanentError("invalid command", _reasons(error)) from error
+    try:
+        return _COMMAND.validate_python(data)
+    except ValidationError as error:
+        raise PermanentError("invalid command", _reasons(error)) from error
+
+
+def _reasons(error: ValidationError) -> list[str]:
+    reasons = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(part) for part in item["loc"]) or "command"
+        reasons.append(f"{where}: {item['msg']}")
+    return reasons
