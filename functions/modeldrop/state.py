@@ -1,0 +1,199 @@
+"""What Vertex can't hold, as small objects in the state bucket written with generation preconditions.
+
+- `leases/<endpoint>.json`: who may act on an endpoint until when. Released by a conditional
+  *write* (holder cleared), never a conditional delete: not every GCS implementation enforces
+  preconditions on deletes, and the lease's correctness must not rest on one.
+- `requests/<request_id>.json`: a request's progress (started -> recorded -> done), so a
+  redelivered command or upload changes nothing once its terminal result is out.
+- `operations/<endpoint>/<request_id>.json`: an in-flight Vertex operation the sweep follows,
+  written first as an intent (no operation name yet) so a function that dies between starting the
+  operation and recording it leaves a trace the sweep repairs from what Vertex reports.
+- `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modeldrop.errors import ConflictError
+from modeldrop.storage import Storage
+
+LEASE_TTL = timedelta(minutes=10)
+
+
+class RequestState(StrEnum):
+    STARTED = "started"  # claimed; the operation may or may not have started on Vertex
+    RECORDED = "recorded"  # its Vertex operation is recorded; the sweep reports the end
+    DONE = "done"  # its terminal result is published
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Lease(_Record):
+    holder: str | None = None
+    expires_at: datetime | None = None
+
+
+class RequestRecord(_Record):
+    request_id: str
+    kind: str
+    action: str
+    state: RequestState
+    endpoint: str | None = None
+    operation: str | None = None
+    status: str | None = Field(default=None, description="The terminal result's status once done.")
+    at: datetime
+
+
+class OperationRecord(_Record):
+    """An operation a function started (or was about to start: `operation` None until recorded)."""
+
+    operation: str | None = None
+    request_id: str
+    action: str
+    endpoint: str
+    model: str | None = None
+    version: str | None = None
+    deployed_model_id: str | None = None
+    started_at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Teardown(_Record):
+    """Deployments the sweep undeployed from one endpoint, each as the deploy command that made it."""
+
+    endpoint: str
+    at: datetime
+    deployments: list[dict[str, Any]]
+
+
+class StateStore:
+    """The state bucket, through the Storage adapter."""
+
+    def __init__(self, storage: Storage, bucket: str) -> None:
+        self._storage = storage
+        self._bucket = bucket
+
+    # Leases -----------------------------------------------------------------------------------
+
+    def acquire(self, endpoint: str, holder: str, now: datetime) -> int:
+        """Take the endpoint's lease (free, expired, or already ours); ConflictError if someone holds it."""
+        name = f"leases/{endpoint}.json"
+        current = self._storage.read(self._bucket, name)
+        generation = 0
+        if current is not None:
+            lease = Lease.model_validate_json(current.data)
+            held = lease.holder not in (None, holder)
+            if held and lease.expires_at is not None and lease.expires_at > now:
+                raise ConflictError(
+                    f"endpoint {endpoint} is busy with {lease.holder} until {lease.expires_at:%H:%M:%S}"
+                )
+            generation = current.generation
+        body = Lease(holder=holder, expires_at=now + LEASE_TTL).model_dump_json().encode()
+        return self._storage.write(self._bucket, name, body, if_generation_match=generation)
+
+    def release(self, endpoint: str, generation: int) -> None:
+        """Clear the lease if it is still the one we wrote; a lost race leaves the newer holder alone."""
+        try:
+            self._storage.write(
+                self._bucket,
+                f"leases/{endpoint}.json",
+                Lease().model_dump_json().encode(),
+                if_generation_match=generation,
+            )
+        except ConflictError:
+            pass
+
+    @contextmanager
+    def lease(self, endpoint: str, holder: str, now: datetime) -> Iterator[None]:
+        generation = self.acquire(endpoint, holder, now)
+        try:
+            yield
+        finally:
+            self.release(endpoint, generation)
+
+    def stale_leases(self, now: datetime) -> list[str]:
+        """Endpoints whose lease expired with a holder still named (a crashed function's)."""
+        stale = []
+        for obj in self._storage.list_objects(self._bucket, "leases/"):
+            current = self._storage.read(self._bucket, obj.name)
+            if current is None:
+                continue
+            lease = Lease.model_validate_json(current.data)
+            if lease.holder and lease.expires_at is not None and lease.expires_at <= now:
+                stale.append(obj.name.removeprefix("leases/").removesuffix(".json"))
+        return stale
+
+    def clear_stale_lease(self, endpoint: str, now: datetime) -> bool:
+        name = f"leases/{endpoint}.json"
+        current = self._storage.read(self._bucket, name)
+        if current is None:
+            return False
+        lease = Lease.model_validate_json(current.data)
+        if not lease.holder or lease.expires_at is None or lease.expires_at > now:
+            return False
+        self.release(endpoint, current.generation)
+        return True
+
+    # Requests ---------------------------------------------------------------------------------
+
+    def request(self, request_id: str) -> RequestRecord | None:
+        current = self._storage.read(self._bucket, f"requests/{request_id}.json")
+        return None if current is None else RequestRecord.model_validate_json(current.data)
+
+    def claim(self, record: RequestRecord) -> RequestRecord | None:
+        """Create the request's record; None if it was new, else the record already there."""
+        try:
+            self._storage.write(
+                self._bucket,
+                f"requests/{record.request_id}.json",
+                record.model_dump_json().encode(),
+                if_generation_match=0,
+            )
+            return None
+        except ConflictError:
+            return self.request(record.request_id)
+
+    def update_request(self, record: RequestRecord) -> None:
+        self._storage.write(
+            self._bucket, f"requests/{record.request_id}.json", record.model_dump_json().encode()
+        )
+
+    # Operations -------------------------------------------------------------------------------
+
+    def record_operation(self, record: OperationRecord) -> None:
+        name = f"operations/{record.endpoint}/{record.request_id}.json"
+        self._storage.write(self._bucket, name, record.model_dump_json().encode())
+
+    def operations(self) -> list[OperationRecord]:
+        found = []
+        for obj in self._storage.list_objects(self._bucket, "operations/"):
+            current = self._storage.read(self._bucket, obj.name)
+            if current is not None:
+                found.append(OperationRecord.model_validate_json(current.data))
+        return found
+
+    def forget_operation(self, record: OperationRecord) -> None:
+        self._storage.delete(self._bucket, f"operations/{record.endpoint}/{record.request_id}.json")
+
+    # Teardowns --------------------------------------------------------------------------------
+
+    def remember_teardown(self, teardown: Teardown) -> None:
+        self._storage.write(
+            self._bucket, f"teardowns/{teardown.endpoint}.json", teardown.model_dump_json().encode()
+        )
+
+    def teardown(self, endpoint: str) -> Teardown | None:
+        current = self._storage.read(self._bucket, f"teardowns/{endpoint}.json")
+        return None if current is None else Teardown.model_validate_json(current.data)
+
+    def forget_teardown(self, endpoint: str) -> None:
+        self._storage.delete(self._bucket, f"teardowns/{endpoint}.json")
