@@ -1,0 +1,84 @@
+"""REST routes of the Model Registry (ModelService), shaped as Vertex AI v1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from local.vertex import listing, naming
+from local.vertex.app import emulator, fault, parse
+from local.vertex.resources import Model, UploadModelRequest
+
+router = APIRouter()
+LOCATION = "/v1/projects/{project}/locations/{location}"
+MODEL = LOCATION + "/models/{model}"
+
+
+def _name(project: str, location: str, model: str) -> str:
+    return f"{naming.location(project, location)}/models/{model}"
+
+
+def _page(request: Request, items: list[Model]) -> dict[str, Any]:
+    params = request.query_params
+    chunk, token = listing.page(items, int(params.get("pageSize") or 0), params.get("pageToken"))
+    answer: dict[str, Any] = {"models": [m.wire() for m in chunk]}
+    if token:
+        answer["nextPageToken"] = token
+    return answer
+
+
+@router.post(LOCATION + "/models:upload", dependencies=[Depends(fault("UploadModel"))])
+async def upload_model(request: Request, project: str, location: str) -> dict[str, Any]:
+    body = await parse(request, UploadModelRequest)
+    operation = emulator(request).registry.upload(naming.location(project, location), body)
+    return operation.wire()
+
+
+@router.get(MODEL + ":listVersions", dependencies=[Depends(fault("ListModelVersions"))])
+async def list_versions(
+    request: Request, project: str, location: str, model: str
+) -> dict[str, Any]:
+    registry = emulator(request).registry
+    versions = registry.versions(
+        _name(project, location, model), request.query_params.get("filter", "")
+    )
+    return _page(request, versions)
+
+
+@router.delete(MODEL + ":deleteVersion", dependencies=[Depends(fault("DeleteModelVersion"))])
+async def delete_version(
+    request: Request, project: str, location: str, model: str
+) -> dict[str, Any]:
+    return emulator(request).registry.delete_version(_name(project, location, model)).wire()
+
+
+@router.get(LOCATION + "/models", dependencies=[Depends(fault("ListModels"))])
+async def list_models(request: Request, project: str, location: str) -> dict[str, Any]:
+    registry = emulator(request).registry
+    models = registry.find(
+        naming.location(project, location), request.query_params.get("filter", "")
+    )
+    return _page(request, models)
+
+
+@router.get(MODEL, dependencies=[Depends(fault("GetModel"))])
+async def get_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
+    return emulator(request).registry.get(_name(project, location, model)).wire()
+
+
+@router.patch(MODEL, dependencies=[Depends(fault("UpdateModel"))])
+async def update_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
+    patch = await request.json()
+    paths = naming.mask_paths(request.query_params.get("updateMask"))
+    updated = emulator(request).registry.update(_name(project, location, model), patch, paths)
+    return updated.wire()
+
+
+@router.delete(MODEL, dependencies=[Depends(fault("DeleteModel"))])
+async def delete_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
+    return emulator(request).registry.delete(_name(project, location, model)).wire()
+
+
+def attach_router(app: FastAPI) -> None:
+    app.include_router(router)

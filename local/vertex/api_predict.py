@@ -1,0 +1,141 @@
+"""Online prediction: predict, rawPredict, streamRawPredict and the OpenAI paths, routed by traffic split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from local.vertex import naming, traffic
+from local.vertex.app import Emulator, emulator, fault
+from local.vertex.deployments import Deployment
+from local.vertex.errors import ApiError, invalid
+
+router = APIRouter()
+ENDPOINT = "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}"
+BETA = "/v1beta1/projects/{project}/locations/{location}/endpoints/{endpoint}"
+# What a container's HTTP error becomes when predict wraps it in Google's error JSON.
+_STATUS_OF = {
+    400: "INVALID_ARGUMENT",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+_PASSED_HEADERS = ("content-type", "cache-control")
+
+
+def _pick(state: Emulator, project: str, location: str, endpoint_id: str) -> Deployment:
+    """The deployment this request goes to, drawn by the split, counted into prediction_count."""
+    name = f"{naming.location(project, location)}/endpoints/{endpoint_id}"
+    endpoint = state.endpoints.get(name)
+    deployed_model_id = traffic.route(endpoint.traffic_split, state.routing)
+    deployment = state.rollout.ready(name, deployed_model_id)
+    state.counts.record(name, deployed_model_id)
+    return deployment
+
+
+def _headers(deployment: Deployment) -> dict[str, str]:
+    return {
+        "X-Vertex-AI-Endpoint-Id": deployment.spec.endpoint_id,
+        "X-Vertex-AI-Deployed-Model-Id": deployment.spec.deployed_model_id,
+    }
+
+
+async def _forward(
+    state: Emulator, deployment: Deployment, path: str, request: Request
+) -> Response:
+    """Send the raw body to the container; stream its answer back as it comes (SSE included)."""
+    upstream = state.http.build_request(
+        "POST",
+        deployment.base_url + path,
+        content=await request.body(),
+        headers={"content-type": request.headers.get("content-type", "application/json")},
+    )
+    try:
+        response = await state.http.send(upstream, stream=True)
+    except httpx.HTTPError as error:
+        raise ApiError("UNAVAILABLE", f"The model server did not answer: {error}.") from error
+    headers = {k: v for k, v in response.headers.items() if k.lower() in _PASSED_HEADERS}
+    return StreamingResponse(
+        response.aiter_raw(),
+        status_code=response.status_code,
+        headers={**headers, **_headers(deployment)},
+        background=BackgroundTask(response.aclose),
+    )
+
+
+@router.post(ENDPOINT + ":predict", dependencies=[Depends(fault("Predict"))])
+async def predict(request: Request, project: str, location: str, endpoint: str) -> dict[str, Any]:
+    state = emulator(request)
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
+        raise invalid('The request must be {"instances": [...], "parameters": {...}}.')
+    deployment = _pick(state, project, location, endpoint)
+    try:
+        response = await state.http.post(deployment.base_url + deployment.predict_route, json=body)
+    except httpx.HTTPError as error:
+        raise ApiError("UNAVAILABLE", f"The model server did not answer: {error}.") from error
+    if response.status_code != 200:
+        status = _STATUS_OF.get(response.status_code, "INTERNAL")
+        raise ApiError(
+            status, f"The model server answered {response.status_code}: {response.text[:2000]}"
+        )
+    try:
+        answer = response.json()
+    except json.JSONDecodeError as error:
+        raise ApiError(
+            "INTERNAL", f"The model server answered non-JSON: {response.text[:200]}"
+        ) from error
+    model = deployment.spec.model
+    return {
+        "predictions": answer.get("predictions", []) if isinstance(answer, dict) else answer,
+        "deployedModelId": deployment.spec.deployed_model_id,
+        "model": model.name,
+        "modelDisplayName": model.display_name,
+        "modelVersionId": model.version_id,
+    }
+
+
+@router.post(ENDPOINT + ":rawPredict", dependencies=[Depends(fault("RawPredict"))])
+async def raw_predict(request: Request, project: str, location: str, endpoint: str) -> Response:
+    state = emulator(request)
+    deployment = _pick(state, project, location, endpoint)
+    return await _forward(state, deployment, deployment.predict_route, request)
+
+
+@router.post(ENDPOINT + ":streamRawPredict", dependencies=[Depends(fault("StreamRawPredict"))])
+async def stream_raw_predict(
+    request: Request, project: str, location: str, endpoint: str
+) -> Response:
+    state = emulator(request)
+    deployment = _pick(state, project, location, endpoint)
+    return await _forward(state, deployment, deployment.predict_route, request)
+
+
+@router.post(ENDPOINT + "/chat/completions", dependencies=[Depends(fault("ChatCompletions"))])
+@router.post(BETA + "/chat/completions", dependencies=[Depends(fault("ChatCompletions"))])
+async def chat_completions(
+    request: Request, project: str, location: str, endpoint: str
+) -> Response:
+    state = emulator(request)
+    deployment = _pick(state, project, location, endpoint)
+    return await _forward(state, deployment, "/v1/chat/completions", request)
+
+
+@router.post(ENDPOINT + "/completions", dependencies=[Depends(fault("Completions"))])
+@router.post(BETA + "/completions", dependencies=[Depends(fault("Completions"))])
+async def completions(request: Request, project: str, location: str, endpoint: str) -> Response:
+    state = emulator(request)
+    deployment = _pick(state, project, location, endpoint)
+    return await _forward(state, deployment, "/v1/completions", request)
+
+
+def attach_router(app: FastAPI) -> None:
+    app.include_router(router)

@@ -1,0 +1,130 @@
+"""The FastAPI application: state built once in the lifespan, routers attached, errors as Google JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
+
+from local.vertex.deployments import Deployments
+from local.vertex.endpoints import Endpoints
+from local.vertex.errors import ApiError, invalid
+from local.vertex.faults import Faults
+from local.vertex.monitoring import PredictionCounts
+from local.vertex.registry import Registry
+from local.vertex.rollout import Rollout
+from local.vertex.settings import Settings
+from local.vertex.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Emulator:
+    """Everything a request handler needs, built once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="vertex-emulator-"))
+        self.store = Store(settings.data_dir, settings.seed)
+        self.registry = Registry(self.store)
+        self.endpoints = Endpoints(self.store)
+        self.faults = Faults(settings.faults)
+        self.deployments = Deployments(settings, data_dir / "logs")
+        self.rollout = Rollout(self.endpoints, self.registry, self.deployments, self.faults)
+        self.counts = PredictionCounts(
+            settings.data_dir / "prediction_counts.log" if settings.data_dir else None
+        )
+        self.routing = random.Random(settings.seed)
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0))
+
+
+def emulator(request: Request) -> Emulator:
+    state: Emulator = request.app.state.emulator
+    return state
+
+
+def fault(method: str) -> Callable[[Request], Awaitable[None]]:
+    """A dependency that applies the injected latency and errors of one RPC method."""
+
+    async def apply(request: Request) -> None:
+        await emulator(request).faults.apply(method)
+
+    return apply
+
+
+async def parse(request: Request, cls: type[M]) -> M:
+    """The request body as `cls`, or INVALID_ARGUMENT naming what is wrong."""
+    try:
+        body: Any = await request.json() if await request.body() else {}
+    except ValueError as error:
+        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    try:
+        return cls.model_validate(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        raise invalid(f"Invalid JSON payload received: {problems}.") from error
+
+
+async def _api_error(_request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, ApiError)
+    return JSONResponse(error.body(), status_code=error.http_code)
+
+
+async def _http_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, HTTPException)
+    status = {404: "NOT_FOUND", 405: "UNIMPLEMENTED"}.get(error.status_code, "INVALID_ARGUMENT")
+    message = f"The emulator does not serve {request.method} {request.url.path}."
+    api = ApiError(status, message if error.status_code in (404, 405) else str(error.detail))
+    return JSONResponse(api.body(), status_code=error.status_code)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from local.vertex import (
+        api_control,
+        api_endpoints,
+        api_models,
+        api_monitoring,
+        api_operations,
+        api_predict,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = Emulator(settings)
+        app.state.emulator = state
+        state.rollout.resume()
+        watcher = asyncio.get_running_loop().create_task(
+            state.deployments.watch(state.rollout.on_death)
+        )
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await state.rollout.close()
+            await state.http.aclose()
+
+    app = FastAPI(title="Vertex AI emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    for module in (
+        api_control,
+        api_models,
+        api_endpoints,
+        api_predict,
+        api_operations,
+        api_monitoring,
+    ):
+        module.attach_router(app)
+    return app

@@ -1,0 +1,103 @@
+"""Endpoints: create, read, list, update (labels, traffic split, with etag) and delete."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from local.vertex import listing, naming, operations, traffic
+from local.vertex.errors import ApiError, invalid, not_found, precondition
+from local.vertex.resources import Endpoint, Operation
+from local.vertex.store import Store
+
+UPDATABLE = {"displayName", "description", "labels", "trafficSplit"}
+
+
+def touch(endpoint: Endpoint) -> None:
+    """Stamp a change: new update time and a new etag, so stale read-modify-writes are refused."""
+    endpoint.update_time = operations.now()
+    endpoint.etag = None
+    endpoint.etag = hashlib.sha1(endpoint.model_dump_json().encode()).hexdigest()[:16]
+
+
+class Endpoints:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # Deploys under way, per endpoint name: they block deleting the endpoint.
+        self.pending: dict[str, set[str]] = {}
+
+    def create(self, parent: str, endpoint_id: str | None, body: Endpoint) -> Operation:
+        if not body.display_name:
+            raise invalid("endpoint.display_name is required.")
+        naming.check_labels(body.labels)
+        if body.deployed_models or body.traffic_split:
+            raise invalid("A new endpoint has no deployed models: deploy them with :deployModel.")
+        endpoint_id = endpoint_id or self.store.new_id()
+        naming.check_endpoint_id(endpoint_id)
+        name = f"{parent}/endpoints/{endpoint_id}"
+        if name in self.store.endpoints:
+            raise ApiError("ALREADY_EXISTS", f'Endpoint "{name}" already exists.')
+        stamp = operations.now()
+        endpoint = Endpoint.model_validate(
+            {**body.wire(), "name": name, "createTime": stamp, "deployedModels": []}
+        )
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
+        operation = operations.start(self.store, name, "CreateEndpointOperationMetadata")
+        operations.succeed(self.store, operation, "Endpoint", endpoint.wire())
+        return operation
+
+    def get(self, name: str) -> Endpoint:
+        endpoint = self.store.endpoints.get(name)
+        if endpoint is None:
+            raise not_found("Endpoint", name)
+        return endpoint
+
+    def find(self, parent: str, filter_text: str) -> list[Endpoint]:
+        terms = listing.parse_filter(filter_text)
+        mine = [e for n, e in self.store.endpoints.items() if n.startswith(parent + "/")]
+        return listing.select(mine, terms, lambda e: (e.labels, e.display_name))
+
+    def update(self, name: str, patch: dict[str, Any], paths: list[str]) -> Endpoint:
+        endpoint = self.get(name)
+        if not paths:
+            raise invalid("update_mask is required: name the fields to update.")
+        unknown = [p for p in paths if p not in UPDATABLE]
+        if unknown:
+            raise invalid(f"Fields {unknown} cannot be updated; updatable: {sorted(UPDATABLE)}.")
+        etag = patch.get("etag")
+        if etag and etag != endpoint.etag:
+            raise ApiError(
+                "ABORTED",
+                f"The etag {etag!r} does not match the endpoint's current etag: it changed since "
+                "it was read. Read it again and retry.",
+            )
+        changes = Endpoint.model_validate({"displayName": endpoint.display_name, **patch})
+        if "trafficSplit" in paths:
+            traffic.check_patch(
+                changes.traffic_split, [m.id or "" for m in endpoint.deployed_models]
+            )
+            endpoint.traffic_split = dict(changes.traffic_split)
+        if "labels" in paths:
+            naming.check_labels(changes.labels)
+            endpoint.labels = dict(changes.labels)
+        if "displayName" in paths:
+            endpoint.display_name = changes.display_name
+        if "description" in paths:
+            endpoint.description = changes.description
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
+        return endpoint
+
+    def delete(self, name: str) -> Operation:
+        endpoint = self.get(name)
+        if endpoint.deployed_models or self.pending.get(name):
+            ids = [m.id for m in endpoint.deployed_models] + sorted(self.pending.get(name, ()))
+            raise precondition(
+                f"Endpoint {name} has deployed models {ids}; undeploy them before deleting it."
+            )
+        self.store.delete_endpoint(name)
+        parent = name.split("/endpoints/")[0]
+        operation = operations.start(self.store, parent, "DeleteOperationMetadata")
+        operations.succeed(self.store, operation, operations.EMPTY, {})
+        return operation

@@ -1,0 +1,105 @@
+"""Fault injection: seeded per-method errors and latency, GPU stockouts and slow deploys."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import random
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from local.vertex.errors import HTTP_TO_STATUS, ApiError
+
+MESSAGES = {
+    "RESOURCE_EXHAUSTED": "Quota exceeded for aiplatform.googleapis.com (injected fault).",
+    "UNAVAILABLE": "The service is currently unavailable (injected fault).",
+    "INTERNAL": "Internal error encountered (injected fault).",
+}
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class FaultRule(_Config):
+    """Fail calls to methods matching `method` (an RPC name or a glob like `*Predict`) at `rate`."""
+
+    method: str = "*"
+    rate: float = Field(ge=0.0, le=1.0)
+    code: int = 503
+
+    def model_post_init(self, _context: object) -> None:
+        if self.code not in HTTP_TO_STATUS:
+            raise ValueError(f"code must be one of {sorted(HTTP_TO_STATUS)}, not {self.code}")
+
+
+class FaultConfig(_Config):
+    """Every fault the emulator injects; the control API replaces it whole."""
+
+    rules: list[FaultRule] = Field(default_factory=list)
+    latency_ms: dict[str, float] = Field(default_factory=dict)
+    stockout: bool = False
+    deploy_delay_s: float = Field(default=0.0, ge=0.0)
+    seed: int | None = None
+
+
+STOCKOUT_MESSAGE = (
+    "The zone does not have enough resources available to fulfill the request: {accelerator} "
+    "is out of stock in {location} (stockout). Try a different region or accelerator, "
+    "or try again later."
+)
+
+
+class Faults:
+    """The live fault configuration and the seeded random source that draws failures."""
+
+    def __init__(self, config: FaultConfig | None = None) -> None:
+        self.config = FaultConfig()
+        self._rng = random.Random()
+        self.update(config or FaultConfig())
+
+    def update(self, config: FaultConfig) -> None:
+        # Re-seeding on every update makes a test's sequence of failures reproducible.
+        self.config = config
+        self._rng = random.Random(config.seed)
+
+    def latency_s(self, method: str) -> float:
+        for pattern, millis in self.config.latency_ms.items():
+            if fnmatch.fnmatchcase(method, pattern):
+                return millis / 1000.0
+        return 0.0
+
+    def draw(self, method: str) -> ApiError | None:
+        """The error this call fails with, if a matching rule draws one."""
+        for rule in self.config.rules:
+            if fnmatch.fnmatchcase(method, rule.method) and self._rng.random() < rule.rate:
+                status = HTTP_TO_STATUS[rule.code]
+                return ApiError(status, MESSAGES.get(status, f"{status} (injected fault)."))
+        return None
+
+    async def apply(self, method: str) -> None:
+        """Sleep the added latency, then raise the drawn error (if any)."""
+        delay = self.latency_s(method)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        error = self.draw(method)
+        if error is not None:
+            raise error
+
+
+def parse_rule(text: str) -> FaultRule:
+    """`METHOD=RATE[:CODE]` from the command line, e.g. `DeployModel=0.5:429`."""
+    method, sep, rest = text.partition("=")
+    if not sep:
+        raise ValueError(f"expected METHOD=RATE[:CODE], got {text!r}")
+    rate, _, code = rest.partition(":")
+    return FaultRule(method=method, rate=float(rate), code=int(code or 503))
+
+
+def parse_latency(text: str) -> tuple[str, float]:
+    """`METHOD=MILLIS` (or just `MILLIS` for every method)."""
+    method, sep, millis = text.rpartition("=")
+    return (method if sep else "*"), float(millis)

@@ -1,0 +1,168 @@
+"""The Model Registry: models with versions, aliases and a default version."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from local.vertex import listing, naming, operations
+from local.vertex.errors import ApiError, invalid, not_found, precondition
+from local.vertex.resources import Model, Operation, UploadModelRequest
+from local.vertex.store import ModelVersions, Store
+
+DEFAULT_ALIAS = "default"
+UPDATABLE = {"displayName", "description", "labels", "versionDescription"}
+
+
+def _etag(model: Model) -> str:
+    return hashlib.sha1(model.model_dump_json().encode()).hexdigest()[:16]
+
+
+class Registry:
+    """Models in `store`, addressed as `projects/P/locations/L/models/M[@version|@alias]`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def upload(self, parent: str, request: UploadModelRequest) -> Operation:
+        """Register a new model or a new version of `parentModel`; the operation is done at once."""
+        model = request.model
+        if not model.display_name:
+            raise invalid("model.display_name is required.")
+        if model.container_spec is not None and not model.container_spec.image_uri:
+            raise invalid("model.container_spec.image_uri is required.")
+        naming.check_aliases(model.version_aliases)
+        if DEFAULT_ALIAS in model.version_aliases and request.parent_model is None:
+            model.version_aliases.remove(DEFAULT_ALIAS)
+        naming.check_labels(model.labels)
+        if request.parent_model:
+            record = self.record(request.parent_model)
+        else:
+            model_id = request.model_id or self.store.new_id()
+            naming.check_model_id(model_id)
+            name = f"{parent}/models/{model_id}"
+            if name in self.store.models:
+                raise ApiError("ALREADY_EXISTS", f'Model "{name}" already exists.')
+            record = ModelVersions(name=name, versions=[])
+        stamp = operations.now()
+        version = Model.model_validate(
+            {
+                **model.wire(),
+                "name": record.name,
+                "versionId": str(record.next_version),
+                "versionCreateTime": stamp,
+                "versionUpdateTime": stamp,
+                "createTime": record.versions[0].create_time if record.versions else stamp,
+                "updateTime": stamp,
+                "deployedModels": [],
+            }
+        )
+        if not version.supported_deployment_resources_types and version.container_spec:
+            # The high-level SDK drops machine specs from deploys of models without this.
+            version.supported_deployment_resources_types = ["DEDICATED_RESOURCES"]
+        if not record.versions:
+            version.version_aliases = [DEFAULT_ALIAS, *version.version_aliases]
+        for other in record.versions:
+            # An alias names one version: giving it to the new version takes it from the old.
+            other.version_aliases = [
+                a for a in other.version_aliases if a not in version.version_aliases
+            ]
+        version.etag = _etag(version)
+        record.versions.append(version)
+        record.next_version += 1
+        self.store.save_model(record)
+        operation = operations.start(self.store, record.name, "UploadModelOperationMetadata")
+        operations.succeed(
+            self.store,
+            operation,
+            "UploadModelResponse",
+            {"model": record.name, "modelVersionId": version.version_id},
+        )
+        return operation
+
+    def record(self, name: str) -> ModelVersions:
+        base, _ = naming.split_version(name)
+        record = self.store.models.get(base)
+        if record is None:
+            raise not_found("Model", base)
+        return record
+
+    def get(self, name: str) -> Model:
+        """The version `name` points at: `@id`, `@alias`, or the default version."""
+        record = self.record(name)
+        _, version = naming.split_version(name)
+        wanted = version or DEFAULT_ALIAS
+        for model in record.versions:
+            if model.version_id == wanted or wanted in model.version_aliases:
+                return model
+        raise not_found("Model", name)
+
+    def find(self, parent: str, filter_text: str) -> list[Model]:
+        terms = listing.parse_filter(filter_text)
+        defaults = [
+            self.get(record.name)
+            for name, record in self.store.models.items()
+            if name.startswith(parent + "/")
+        ]
+        return listing.select(defaults, terms, lambda m: (m.labels, m.display_name))
+
+    def versions(self, name: str, filter_text: str) -> list[Model]:
+        terms = listing.parse_filter(filter_text)
+        versions = self.record(name).versions
+        return listing.select(versions, terms, lambda m: (m.labels, m.display_name))
+
+    def update(self, name: str, patch: dict[str, Any], paths: list[str]) -> Model:
+        if not paths:
+            raise invalid("update_mask is required: name the fields to update.")
+        unknown = [p for p in paths if p not in UPDATABLE]
+        if unknown:
+            raise invalid(f"Fields {unknown} cannot be updated; updatable: {sorted(UPDATABLE)}.")
+        model = self.get(name)
+        changes = Model.model_validate({"displayName": model.display_name, **patch})
+        for path in paths:
+            attribute = {"displayName": "display_name", "versionDescription": "version_description"}
+            setattr(model, attribute.get(path, path), getattr(changes, attribute.get(path, path)))
+        naming.check_labels(model.labels)
+        model.update_time = model.version_update_time = operations.now()
+        model.etag = _etag(model)
+        self.store.save_model(self.record(name))
+        return model
+
+    def delete(self, name: str) -> Operation:
+        """Delete every version; refused while any of them is deployed."""
+        record = self.record(name)
+        if naming.split_version(name)[1] is not None:
+            raise invalid("To delete one version, call :deleteVersion; delete takes the model.")
+        deployed = [ref.endpoint for m in record.versions for ref in m.deployed_models]
+        if deployed:
+            raise precondition(
+                f"The model {record.name} is deployed or being deployed at the following "
+                f"endpoints: {sorted(set(deployed))}. Undeploy it first."
+            )
+        self.store.delete_model(record.name)
+        return self._done_delete(record.name)
+
+    def delete_version(self, name: str) -> Operation:
+        record = self.record(name)
+        model = self.get(name)
+        if naming.split_version(name)[1] is None:
+            raise invalid("deleteVersion needs a version: MODEL@VERSION_ID or MODEL@ALIAS.")
+        if DEFAULT_ALIAS in model.version_aliases:
+            raise precondition(
+                f"Version {model.version_id} of {record.name} is the default version; "
+                "make another version the default first."
+            )
+        if model.deployed_models:
+            raise precondition(
+                f"Version {model.version_id} of {record.name} is deployed at "
+                f"{sorted(r.endpoint for r in model.deployed_models)}. Undeploy it first."
+            )
+        record.versions.remove(model)
+        self.store.save_model(record)
+        return self._done_delete(record.name)
+
+    def _done_delete(self, name: str) -> Operation:
+        parent = name.split("/models/")[0]
+        operation = operations.start(self.store, parent, "DeleteOperationMetadata")
+        operations.succeed(self.store, operation, operations.EMPTY, {})
+        return operation

@@ -1,0 +1,317 @@
+"""Deploy, undeploy and mutate deployed models: validated at once, carried out as operations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from local.vertex import naming, operations, traffic
+from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State
+from local.vertex.endpoints import Endpoints, touch
+from local.vertex.errors import ApiError, invalid, not_found
+from local.vertex.faults import STOCKOUT_MESSAGE, Faults
+from local.vertex.registry import Registry
+from local.vertex.resources import (
+    DeployedModel,
+    DeployedModelRef,
+    DeployedModelStatus,
+    DeployModelRequest,
+    MachineSpec,
+    MutateDeployedModelRequest,
+    Operation,
+    UndeployModelRequest,
+)
+
+log = logging.getLogger(__name__)
+MUTABLE = {
+    "dedicatedResources.minReplicaCount",
+    "dedicatedResources.maxReplicaCount",
+    "dedicatedResources.autoscalingMetricSpecs",
+    "disableContainerLogging",
+}
+# Machine families whose accelerators are fixed: a mismatch is refused as Vertex refuses it.
+FAMILIES = {
+    "g2-": {"NVIDIA_L4"},
+    "a2-highgpu-": {"NVIDIA_TESLA_A100"},
+    "a2-ultragpu-": {"NVIDIA_A100_80GB"},
+    "a3-highgpu-": {"NVIDIA_H100_80GB"},
+    "a3-megagpu-": {"NVIDIA_H100_MEGA_80GB"},
+    "a3-ultragpu-": {"NVIDIA_H200_141GB"},
+}
+
+
+def check_resources(deployed: DeployedModel, supported: list[str]) -> MachineSpec:
+    """Refuse what Vertex refuses; fill the defaults it fills (maxReplicaCount = minReplicaCount)."""
+    resources = deployed.dedicated_resources
+    if resources is None:
+        if "DEDICATED_RESOURCES" in supported or deployed.automatic_resources is None:
+            raise invalid(
+                "deployed_model.dedicated_resources is required: this model supports "
+                f"{supported or ['DEDICATED_RESOURCES']}."
+            )
+        raise invalid("The emulator deploys with dedicated_resources only.")
+    spec = resources.machine_spec
+    if spec is None or not spec.machine_type:
+        raise invalid("dedicated_resources.machine_spec.machine_type is required.")
+    if resources.min_replica_count < 1:
+        raise invalid("dedicated_resources.min_replica_count must be at least 1.")
+    if resources.max_replica_count == 0:
+        resources.max_replica_count = resources.min_replica_count
+    if resources.max_replica_count < resources.min_replica_count:
+        raise invalid(
+            f"dedicated_resources.max_replica_count ({resources.max_replica_count}) must not be "
+            f"less than min_replica_count ({resources.min_replica_count})."
+        )
+    if spec.accelerator_type and spec.accelerator_count < 1:
+        raise invalid("machine_spec.accelerator_count must be at least 1 with an accelerator_type.")
+    if spec.accelerator_count and not spec.accelerator_type:
+        raise invalid("machine_spec.accelerator_type is required with an accelerator_count.")
+    for prefix, allowed in FAMILIES.items():
+        if spec.machine_type.startswith(prefix) and spec.accelerator_type not in allowed:
+            raise invalid(
+                f"Machine type {spec.machine_type} requires accelerator {sorted(allowed)[0]}, "
+                f"not {spec.accelerator_type or 'none'}."
+            )
+    return spec
+
+
+class Rollout:
+    """Carries deploys and undeploys through their operations, and keeps processes in step."""
+
+    def __init__(
+        self, endpoints: Endpoints, registry: Registry, deployments: Deployments, faults: Faults
+    ) -> None:
+        self.endpoints = endpoints
+        self.registry = registry
+        self.deployments = deployments
+        self.faults = faults
+        self.store = endpoints.store
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def deploy(self, name: str, request: DeployModelRequest) -> Operation:
+        endpoint = self.endpoints.get(name)
+        deployed = request.deployed_model
+        model = self.registry.get(
+            f"{deployed.model}@{deployed.model_version_id}"
+            if deployed.model_version_id and "@" not in deployed.model
+            else deployed.model
+        )
+        machine = check_resources(deployed, model.supported_deployment_resources_types)
+        self.deployments.check_image(model)
+        existing = [m.id or "" for m in endpoint.deployed_models]
+        taken = {*existing, *self.endpoints.pending.get(name, set())}
+        if deployed.id:
+            naming.check_deployed_model_id(deployed.id)
+            if deployed.id in taken:
+                raise ApiError(
+                    "ALREADY_EXISTS", f"Deployed model {deployed.id} already exists on {name}."
+                )
+        else:
+            deployed.id = self.store.new_id()
+        traffic.check_deploy(request.traffic_split, existing)
+        deployed.model = model.name or ""
+        deployed.model_version_id = model.version_id
+        deployed.display_name = deployed.display_name or model.display_name
+        self.endpoints.pending.setdefault(name, set()).add(deployed.id)
+        model.deployed_models.append(DeployedModelRef(endpoint=name, deployed_model_id=deployed.id))
+        self.store.save_model(self.registry.record(model.name or ""))
+        operation = operations.start(self.store, name, "DeployModelOperationMetadata")
+        spec = LaunchSpec(name, deployed.id, model, machine)
+        self._spawn(self._deploy(operation, spec, deployed, dict(request.traffic_split)))
+        return operation
+
+    async def _deploy(
+        self, operation: Operation, spec: LaunchSpec, deployed: DeployedModel, split: dict[str, int]
+    ) -> None:
+        name, dm_id = spec.endpoint, spec.deployed_model_id
+        try:
+            await asyncio.sleep(self.faults.config.deploy_delay_s)
+            if (
+                self.faults.config.stockout
+                and spec.machine_spec
+                and spec.machine_spec.accelerator_type
+            ):
+                location = name.split("/")[3]
+                raise ApiError(
+                    "RESOURCE_EXHAUSTED",
+                    STOCKOUT_MESSAGE.format(
+                        accelerator=spec.machine_spec.accelerator_type, location=location
+                    ),
+                )
+            await self.deployments.launch(spec)
+            endpoint = self.endpoints.get(name)
+            existing = [m.id or "" for m in endpoint.deployed_models]
+            endpoint.traffic_split = traffic.after_deploy(
+                endpoint.traffic_split, split, dm_id, existing
+            )
+        except ApiError as error:
+            await self.deployments.stop(spec.key)
+            self._forget(spec)
+            operations.fail(self.store, operation, error)
+            return
+        finally:
+            self.endpoints.pending.get(name, set()).discard(dm_id)
+        stamp = operations.now()
+        deployed.create_time = stamp
+        deployed.status = DeployedModelStatus(available_replica_count=1, last_update_time=stamp)
+        endpoint.deployed_models.append(deployed)
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
+        operations.succeed(
+            self.store, operation, "DeployModelResponse", {"deployedModel": deployed.wire()}
+        )
+
+    def _forget(self, spec: LaunchSpec) -> None:
+        """Drop the model's reference to a deployment that is gone (or never came)."""
+        try:
+            record = self.registry.record(spec.model.name or "")
+        except ApiError:
+            return
+        for version in record.versions:
+            version.deployed_models = [
+                r
+                for r in version.deployed_models
+                if (r.endpoint, r.deployed_model_id) != (spec.endpoint, spec.deployed_model_id)
+            ]
+        self.store.save_model(record)
+
+    def undeploy(self, name: str, request: UndeployModelRequest) -> Operation:
+        endpoint = self.endpoints.get(name)
+        target = next(
+            (m for m in endpoint.deployed_models if m.id == request.deployed_model_id), None
+        )
+        if target is None:
+            raise not_found("DeployedModel", f"{name}/deployedModels/{request.deployed_model_id}")
+        remaining = [m for m in endpoint.deployed_models if m is not target]
+        endpoint.traffic_split = traffic.after_undeploy(
+            endpoint.traffic_split,
+            request.traffic_split,
+            target.id or "",
+            [m.id or "" for m in remaining],
+        )
+        endpoint.deployed_models = remaining
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
+        operation = operations.start(self.store, name, "UndeployModelOperationMetadata")
+        model = self.registry.get(f"{target.model}@{target.model_version_id}")
+        spec = LaunchSpec(name, target.id or "", model, None)
+        self._spawn(self._undeploy(operation, spec))
+        return operation
+
+    async def _undeploy(self, operation: Operation, spec: LaunchSpec) -> None:
+        await self.deployments.stop(spec.key)
+        self._forget(spec)
+        operations.succeed(self.store, operation, "UndeployModelResponse", {})
+
+    def mutate(self, name: str, request: MutateDeployedModelRequest) -> Operation:
+        endpoint = self.endpoints.get(name)
+        paths = naming.mask_paths(request.update_mask)
+        if not paths:
+            raise invalid("update_mask is required: name the fields to update.")
+        unknown = [p for p in paths if p not in MUTABLE]
+        if unknown:
+            raise invalid(f"Fields {unknown} cannot be mutated; mutable: {sorted(MUTABLE)}.")
+        change = request.deployed_model
+        target = next((m for m in endpoint.deployed_models if m.id == change.id), None)
+        if target is None or target.dedicated_resources is None:
+            raise not_found("DeployedModel", f"{name}/deployedModels/{change.id}")
+        new = change.dedicated_resources
+        current = target.dedicated_resources.model_copy(deep=True)
+        if new is not None:
+            if "dedicatedResources.minReplicaCount" in paths:
+                current.min_replica_count = new.min_replica_count
+            if "dedicatedResources.maxReplicaCount" in paths:
+                current.max_replica_count = new.max_replica_count
+        check_resources(DeployedModel(dedicated_resources=current), [])
+        target.dedicated_resources = current
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
+        operation = operations.start(self.store, name, "MutateDeployedModelOperationMetadata")
+        operations.succeed(
+            self.store, operation, "MutateDeployedModelResponse", {"deployedModel": target.wire()}
+        )
+        return operation
+
+    async def on_death(self, deployment: Deployment) -> None:
+        """Record on the deployed model that its process died: no replica is available."""
+        self._set_status(deployment.spec, 0, deployment.message)
+
+    def _set_status(self, spec: LaunchSpec, available: int, message: str) -> None:
+        endpoint = self.store.endpoints.get(spec.endpoint)
+        if endpoint is None:
+            return
+        for deployed in endpoint.deployed_models:
+            if deployed.id == spec.deployed_model_id:
+                deployed.status = DeployedModelStatus(
+                    message=message,
+                    available_replica_count=available,
+                    last_update_time=operations.now(),
+                )
+        self.store.save_endpoint(endpoint)
+
+    def resume(self) -> None:
+        """After a restart: fail operations the restart cut short and relaunch every deployment."""
+        interrupted = ApiError(
+            "ABORTED", "The emulator restarted while this operation ran; retry it."
+        )
+        for operation in list(self.store.operations.values()):
+            if not operation.done:
+                operations.fail(self.store, operation, interrupted)
+        for record in self.store.models.values():
+            for version in record.versions:
+                version.deployed_models = [
+                    r
+                    for r in version.deployed_models
+                    if any(
+                        m.id == r.deployed_model_id
+                        for m in getattr(
+                            self.store.endpoints.get(r.endpoint), "deployed_models", []
+                        )
+                    )
+                ]
+            self.store.save_model(record)
+        for endpoint in self.store.endpoints.values():
+            for deployed in endpoint.deployed_models:
+                model = self.registry.get(f"{deployed.model}@{deployed.model_version_id}")
+                machine = (
+                    deployed.dedicated_resources.machine_spec
+                    if deployed.dedicated_resources
+                    else None
+                )
+                spec = LaunchSpec(endpoint.name or "", deployed.id or "", model, machine)
+                self._set_status(spec, 0, "Relaunching after an emulator restart.")
+                self._spawn(self._relaunch(spec))
+
+    async def _relaunch(self, spec: LaunchSpec) -> None:
+        try:
+            await self.deployments.launch(spec)
+        except ApiError as error:
+            log.warning("relaunching %s failed: %s", spec.key, error.message)
+            self._set_status(spec, 0, error.message)
+            return
+        self._set_status(spec, 1, "")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.deployments.stop_all()
+
+    def ready(self, endpoint: str, deployed_model_id: str) -> Deployment:
+        """The running deployment to send a request to, or UNAVAILABLE."""
+        deployment = self.deployments.running.get(f"{endpoint}/deployedModels/{deployed_model_id}")
+        if deployment is None:
+            raise ApiError("UNAVAILABLE", f"Deployed model {deployed_model_id} is not running.")
+        if deployment.state is not State.READY:
+            reason = deployment.message or f"it is {deployment.state.value}"
+            raise ApiError(
+                "UNAVAILABLE", f"Deployed model {deployed_model_id} cannot serve: {reason}"
+            )
+        return deployment

@@ -1,0 +1,150 @@
+"""The emulator's configuration, parsed once from the command line into a frozen value."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from local.vertex.faults import FaultConfig, parse_latency, parse_rule
+
+# modeldrop's serving image (any registry, any tag) runs as `python -m serving`.
+SERVING_PATTERNS = ("*/serving", "*/serving:*", "*/modeldrop-serving", "*/modeldrop-serving:*")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the emulator reads at start; nothing reads the environment after this."""
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    data_dir: Path | None = None
+    image_map: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    deployment_env: Mapping[str, str] = field(default_factory=dict)
+    deploy_timeout_s: float = 900.0
+    health_interval_s: float = 1.0
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    seed: int | None = None
+    # The emulator's own environment, captured once: deployments inherit it (emulator hosts,
+    # vLLM CPU settings) the way a container inherits its image's environment.
+    base_env: Mapping[str, str] = field(default_factory=dict)
+
+    def command_for(self, image_uri: str) -> list[str] | None:
+        """The local command an image runs as: the image map first, then modeldrop's serving image."""
+        import fnmatch
+
+        for pattern, command in self.image_map:
+            if fnmatch.fnmatchcase(image_uri, pattern):
+                return list(command)
+        if any(fnmatch.fnmatchcase(image_uri, p) for p in SERVING_PATTERNS):
+            return [sys.executable, "-m", "serving"]
+        return None
+
+
+def _pair(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{what} must look like KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m local.vertex",
+        description="Vertex AI + Cloud Monitoring emulator that runs deployments as local processes.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="port for the REST API (default 8090)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where state and deployment logs live; without it, state is kept in memory only",
+    )
+    p.add_argument(
+        "--image-map",
+        action="append",
+        default=[],
+        metavar="PATTERN=COMMAND",
+        help="run images matching the glob PATTERN as COMMAND (shell-quoted); repeatable",
+    )
+    p.add_argument(
+        "--deployment-env",
+        action="append",
+        default=[],
+        metavar="KEY=VAL",
+        help="extra environment for every deployment process; repeatable",
+    )
+    p.add_argument(
+        "--deploy-timeout",
+        type=float,
+        default=900.0,
+        metavar="SECONDS",
+        help="how long a deployment may take to answer its health route (default 900)",
+    )
+    p.add_argument(
+        "--health-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often running deployments are checked (default 1)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="METHOD=RATE[:CODE]",
+        help="fail calls to METHOD (a glob) at RATE with CODE 429, 500 or 503; repeatable",
+    )
+    p.add_argument(
+        "--latency-ms",
+        action="append",
+        default=[],
+        metavar="[METHOD=]MILLIS",
+        help="add latency to calls to METHOD (default every method); repeatable",
+    )
+    p.add_argument(
+        "--stockout",
+        action="store_true",
+        help="deploys asking for accelerators fail with RESOURCE_EXHAUSTED",
+    )
+    p.add_argument(
+        "--deploy-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before starting each deployment (slow deploys)",
+    )
+    p.add_argument("--fault-seed", type=int, help="seed for fault draws (reproducible failures)")
+    p.add_argument("--seed", type=int, help="seed for generated ids and traffic routing")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    return p
+
+
+def from_args(args: argparse.Namespace) -> Settings:
+    image_map = []
+    for text in args.image_map:
+        pattern, command = _pair(text, "--image-map")
+        image_map.append((pattern, tuple(shlex.split(command))))
+    faults = FaultConfig(
+        rules=[parse_rule(t) for t in args.fault],
+        latency_ms=dict(parse_latency(t) for t in args.latency_ms),
+        stockout=args.stockout,
+        deploy_delay_s=args.deploy_delay,
+        seed=args.fault_seed,
+    )
+    return Settings(
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir,
+        image_map=tuple(image_map),
+        deployment_env=dict(_pair(t, "--deployment-env") for t in args.deployment_env),
+        deploy_timeout_s=args.deploy_timeout,
+        health_interval_s=args.health_interval,
+        faults=faults,
+        seed=args.seed,
+        base_env=dict(os.environ),
+    )

@@ -1,0 +1,124 @@
+"""A small model server honouring Vertex's container contract, for deploy tests without vLLM.
+
+Run as `python fake_model_server.py [--exit-at-start] [--start-delay SECONDS]`; it listens on
+AIP_HTTP_PORT, answers AIP_HEALTH_ROUTE, echoes instances on AIP_PREDICT_ROUTE (SSE when the body
+asks for `stream: true`) and serves minimal OpenAI chat/completions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ENV = dict(os.environ)
+
+
+def completion(body: dict[str, Any], chat: bool) -> dict[str, Any]:
+    text = f"echo from {ENV.get('AIP_DEPLOYED_MODEL_ID', '?')}"
+    choice: dict[str, Any] = (
+        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        if chat
+        else {"index": 0, "text": text, "finish_reason": "stop"}
+    )
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+    }
+
+
+def chunks(body: dict[str, Any], chat: bool) -> list[dict[str, Any]]:
+    out = []
+    for word in ["echo", " from", f" {ENV.get('AIP_DEPLOYED_MODEL_ID', '?')}"]:
+        delta: dict[str, Any] = (
+            {"index": 0, "delta": {"content": word}, "finish_reason": None}
+            if chat
+            else {"index": 0, "text": word, "finish_reason": None}
+        )
+        out.append(
+            {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": int(time.time()),
+                "model": body.get("model", "fake"),
+                "choices": [delta],
+            }
+        )
+    return out
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(format % args + "\n")
+
+    def _json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if self.path == ENV["AIP_HEALTH_ROUTE"]:
+            self._json(200, {"status": "ok"})
+        else:
+            self._json(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        chat = self.path == "/v1/chat/completions"
+        if self.path == ENV["AIP_PREDICT_ROUTE"] and "instances" in body:
+            self._json(
+                200,
+                {
+                    "predictions": [
+                        {"echo": i, "deployedModelId": ENV["AIP_DEPLOYED_MODEL_ID"]}
+                        for i in body["instances"]
+                    ]
+                },
+            )
+        elif self.path in (ENV["AIP_PREDICT_ROUTE"], "/v1/chat/completions", "/v1/completions"):
+            chat = chat or "messages" in body
+            if body.get("stream"):
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.end_headers()
+                for chunk in chunks(body, chat):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+            else:
+                self._json(200, completion(body, chat))
+        else:
+            self._json(404, {"error": f"no route {self.path}"})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--exit-at-start", action="store_true")
+    parser.add_argument("--start-delay", type=float, default=0.0)
+    args, _ = parser.parse_known_args()
+    print(
+        f"fake model server: args {sys.argv[1:]} storage {ENV.get('AIP_STORAGE_URI')}", flush=True
+    )
+    if args.exit_at_start:
+        print("fake model server: refusing to start (--exit-at-start)", flush=True)
+        return 3
+    time.sleep(args.start_delay)
+    server = ThreadingHTTPServer(("127.0.0.1", int(ENV["AIP_HTTP_PORT"])), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
