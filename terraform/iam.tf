@@ -1,0 +1,296 @@
+# Identities: one service account per function, one for the serving containers, one that Eventarc
+# and Pub/Sub push present (OIDC) to invoke the functions, one that builds the functions. Each is
+# granted only what its code calls, on the narrowest resource that takes a grant. Every grant is an
+# additive *_iam_member, so nothing here rewrites a policy someone else manages.
+
+resource "google_service_account" "on_upload" {
+  project      = var.project_id
+  account_id   = "modeldrop-on-upload"
+  display_name = "modeldrop on_upload function"
+  description  = "Reads the weights bucket, registers models in Vertex AI, publishes results and deploy commands."
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "on_command" {
+  project      = var.project_id
+  account_id   = "modeldrop-on-command"
+  display_name = "modeldrop on_command function"
+  description  = "Creates endpoints and starts deployments in Vertex AI as the serving account; publishes results."
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "sweep" {
+  project      = var.project_id
+  account_id   = "modeldrop-sweep"
+  display_name = "modeldrop sweep function"
+  description  = "Reads prediction counts, follows deploy operations and undeploys idle models; publishes results."
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "serving" {
+  project      = var.project_id
+  account_id   = "modeldrop-serving"
+  display_name = "modeldrop serving containers"
+  description  = "What the vLLM containers on Vertex AI run as: reads the weights bucket, nothing else."
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "invoker" {
+  project      = var.project_id
+  account_id   = "modeldrop-invoker"
+  display_name = "modeldrop function invoker"
+  description  = "The OIDC identity of the Eventarc storage trigger and the Pub/Sub push subscriptions."
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "modeldrop-build"
+  display_name = "modeldrop function builds"
+  description  = "Cloud Build runs the functions' builds as this account instead of a project-wide default."
+
+  depends_on = [google_project_service.this]
+}
+
+# roles/aiplatform.user would also let the functions run training jobs, read datasets, call
+# Gemini and much more. Each function gets a role with just the Vertex AI calls it makes.
+resource "google_project_iam_custom_role" "registrar" {
+  project     = var.project_id
+  role_id     = "modeldropRegistrar"
+  title       = "modeldrop registrar"
+  description = "on_upload: registers uploaded weights as versions in the Vertex AI Model Registry."
+  permissions = [
+    "aiplatform.models.get",
+    "aiplatform.models.list",
+    "aiplatform.models.update",
+    "aiplatform.models.upload",
+    "aiplatform.operations.get",
+  ]
+}
+
+resource "google_project_iam_custom_role" "deployer" {
+  project     = var.project_id
+  role_id     = "modeldropDeployer"
+  title       = "modeldrop deployer"
+  description = "on_command: creates endpoints, deploys, scales, re-splits traffic, undeploys and deletes endpoints."
+  permissions = [
+    "aiplatform.endpoints.create",
+    "aiplatform.endpoints.delete",
+    "aiplatform.endpoints.deploy",
+    "aiplatform.endpoints.get",
+    "aiplatform.endpoints.list",
+    "aiplatform.endpoints.undeploy",
+    "aiplatform.endpoints.update",
+    "aiplatform.models.get",
+    "aiplatform.models.list",
+    "aiplatform.operations.get",
+  ]
+}
+
+resource "google_project_iam_custom_role" "sweeper" {
+  project     = var.project_id
+  role_id     = "modeldropSweeper"
+  title       = "modeldrop sweeper"
+  description = "sweep: lists managed endpoints, follows operations, undeploys idle models and deletes empty endpoints."
+  permissions = [
+    "aiplatform.endpoints.delete",
+    "aiplatform.endpoints.get",
+    "aiplatform.endpoints.list",
+    "aiplatform.endpoints.undeploy",
+    "aiplatform.endpoints.update",
+    "aiplatform.models.get",
+    "aiplatform.operations.get",
+  ]
+}
+
+# Vertex AI endpoints and models take no resource-level grants, and Monitoring reads are
+# project-wide: these are the only project-level grants to modeldrop's own accounts.
+resource "google_project_iam_member" "functions" {
+  for_each = {
+    "on_upload/registrar" = { role = google_project_iam_custom_role.registrar.id, member = google_service_account.on_upload.member }
+    "on_command/deployer" = { role = google_project_iam_custom_role.deployer.id, member = google_service_account.on_command.member }
+    "sweep/sweeper"       = { role = google_project_iam_custom_role.sweeper.id, member = google_service_account.sweep.member }
+    "sweep/metrics"       = { role = "roles/monitoring.viewer", member = google_service_account.sweep.member }
+  }
+
+  project = var.project_id
+  role    = each.value.role
+  member  = each.value.member
+}
+
+# Deploying a model that runs as the serving account needs actAs on it: only on_command deploys.
+resource "google_service_account_iam_member" "on_command_acts_as_serving" {
+  for_each = toset(["roles/iam.serviceAccountUser"])
+
+  service_account_id = google_service_account.serving.name
+  role               = each.value
+  member             = google_service_account.on_command.member
+}
+
+resource "google_storage_bucket_iam_member" "weights" {
+  for_each = {
+    on_upload = google_service_account.on_upload.member
+    serving   = google_service_account.serving.member
+  }
+
+  bucket = google_storage_bucket.weights.name
+  role   = "roles/storage.objectViewer"
+  member = each.value
+}
+
+# Leases, in-flight operation names and request ids seen: every function reads and writes them.
+resource "google_storage_bucket_iam_member" "state" {
+  for_each = {
+    on_upload  = google_service_account.on_upload.member
+    on_command = google_service_account.on_command.member
+    sweep      = google_service_account.sweep.member
+  }
+
+  bucket = google_storage_bucket.state.name
+  role   = "roles/storage.objectUser"
+  member = each.value
+}
+
+resource "google_pubsub_topic_iam_member" "results_publisher" {
+  for_each = {
+    on_upload  = google_service_account.on_upload.member
+    on_command = google_service_account.on_command.member
+    sweep      = google_service_account.sweep.member
+  }
+
+  project = var.project_id
+  topic   = google_pubsub_topic.results.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+# A version folder may carry a deploy policy: on_upload publishes that deploy command itself.
+resource "google_pubsub_topic_iam_member" "commands_publisher" {
+  for_each = {
+    on_upload = google_service_account.on_upload.member
+  }
+
+  project = var.project_id
+  topic   = google_pubsub_topic.commands.name
+  role    = "roles/pubsub.publisher"
+  member  = each.value
+}
+
+# Only the invoker account may call the functions (ingress is internal as well).
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = {
+    on_upload  = google_cloudfunctions2_function.on_upload.service_config[0].service
+    on_command = google_cloudfunctions2_function.on_command.service_config[0].service
+    sweep      = google_cloudfunctions2_function.sweep.service_config[0].service
+  }
+
+  project  = var.project_id
+  location = var.region
+  name     = each.value
+  role     = "roles/run.invoker"
+  member   = google_service_account.invoker.member
+}
+
+resource "google_project_iam_member" "invoker_receives_events" {
+  for_each = toset(["roles/eventarc.eventReceiver"])
+
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.invoker.member
+}
+
+# Eventarc's storage trigger needs the Cloud Storage service agent to publish to the Pub/Sub topic
+# Eventarc creates for it; that topic does not exist yet, so the grant is on the project.
+resource "google_project_iam_member" "storage_agent_publishes_events" {
+  for_each = toset(["roles/pubsub.publisher"])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${local.storage_service_agent}"
+}
+
+# The Pub/Sub service agent mints the OIDC tokens of the push subscriptions (projects created
+# before April 2021 lack this by default) and moves undeliverable commands to the dead-letter topic.
+resource "google_service_account_iam_member" "pubsub_agent_signs_as_invoker" {
+  for_each = toset(["roles/iam.serviceAccountTokenCreator"])
+
+  service_account_id = google_service_account.invoker.name
+  role               = each.value
+  member             = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
+  for_each = toset(["roles/pubsub.publisher"])
+
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.name
+  role    = each.value
+  member  = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+resource "google_pubsub_subscription_iam_member" "dead_letter_forwarder" {
+  for_each = toset([google_pubsub_subscription.on_command.name])
+
+  project      = var.project_id
+  subscription = each.value
+  role         = "roles/pubsub.subscriber"
+  member       = "serviceAccount:${local.pubsub_service_agent}"
+}
+
+# The build account writes build logs and function images, and reads the function sources: ours,
+# and the copy Cloud Functions keeps in its own gcf-v2-sources-<project number>-<region> bucket.
+resource "google_project_iam_member" "build" {
+  for_each = {
+    logs    = { role = "roles/logging.logWriter", condition = null }
+    sources = { role = "roles/storage.objectViewer", condition = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${local.project_number}-\")" }
+  }
+
+  project = var.project_id
+  role    = each.value.role
+  member  = google_service_account.build.member
+
+  dynamic "condition" {
+    for_each = each.value.condition == null ? [] : [each.value.condition]
+    content {
+      title       = "cloud-functions-sources-only"
+      description = "Only the bucket where Cloud Functions keeps copies of function sources."
+      expression  = condition.value
+    }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "build_reads_source" {
+  for_each = toset(["roles/storage.objectViewer"])
+
+  bucket = google_storage_bucket.source.name
+  role   = each.value
+  member = google_service_account.build.member
+}
+
+resource "google_artifact_registry_repository_iam_member" "build_pushes_functions" {
+  for_each = toset(["roles/artifactregistry.writer"])
+
+  project    = var.project_id
+  location   = var.region
+  repository = google_artifact_registry_repository.functions.name
+  role       = each.value
+  member     = google_service_account.build.member
+}
+
+# With a customer-managed key, the service agents that encrypt modeldrop's data must use it.
+resource "google_kms_crypto_key_iam_member" "service_agents" {
+  for_each = var.kms_key_name == null ? {} : {
+    storage          = "serviceAccount:${local.storage_service_agent}"
+    pubsub           = "serviceAccount:${local.pubsub_service_agent}"
+    artifactregistry = "serviceAccount:${local.registry_service_agent}"
+  }
+
+  crypto_key_id = var.kms_key_name
+  role          = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+  member        = each.value
+}
