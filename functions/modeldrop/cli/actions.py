@@ -1,0 +1,204 @@
+"""The commands that change things: upload, and the control commands published to the commands topic."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modeldrop.cli.context import EXIT_OK, Context, UsageError
+from modeldrop.cli.feed import PubSubResultFeed
+from modeldrop.cli.follow import exit_code, follow, format_result, new_request_id
+from modeldrop.cli.transfer import Transfer
+from modeldrop.cli.upload import (
+    check,
+    checksums,
+    content_version,
+    describe,
+    manifest_bytes,
+    plan,
+    run_uploads,
+    scan,
+)
+from modeldrop.commands import parse_command
+from modeldrop.errors import PermanentError
+from modeldrop.layout import label_safe_problem
+from modeldrop.pubsub import PubSubPublisher
+from modeldrop.validation import Policy
+
+
+def upload(ctx: Context) -> int:
+    args = ctx.args
+    directory = Path(args.directory).expanduser()
+    problems = [p for p in (label_safe_problem("model", args.model),) if p]
+    if args.version:
+        problems += [p for p in (label_safe_problem("version", args.version),) if p]
+    if problems:
+        raise UsageError("bad name", problems)
+    files, notes = scan(directory)
+    for note in notes:
+        ctx.say(f"note: {note}")
+    policy = Policy(allow_pickle=args.allow_pickle, allow_remote_code=args.allow_remote_code)
+    # The version name is not known yet when it derives from the content: check with a stand-in.
+    problems = check(args.model, args.version or "v-check", files, policy)
+    if problems:
+        raise UsageError(f"{directory} would be rejected; nothing was uploaded", problems)
+    workers = args.parallel
+    crcs = checksums(files, workers, ctx.err)
+    version = args.version or content_version(files, crcs)
+    profile = ctx.profile()
+    transfer = Transfer(profile.project, profile.weights_bucket)
+    upload_plan = plan(transfer, args.model, version, files, crcs)
+    ctx.say(describe(upload_plan))
+    if upload_plan.complete:
+        ctx.print(
+            f"{upload_plan.folder.uri} is already uploaded (its manifest is there): nothing to do"
+        )
+        return EXIT_OK
+    started = time.monotonic()
+    try:
+        seconds = run_uploads(transfer, upload_plan, workers, ctx.err)
+    except KeyboardInterrupt:
+        ctx.say(
+            f"interrupted: run the same command (with --version {version}) to resume; "
+            "files already uploaded are skipped"
+        )
+        raise
+    sent = sum(f.size for f in upload_plan.to_upload)
+    ctx.say(
+        f"uploaded {len(upload_plan.to_upload)} files in {seconds:.1f}s ({_rate(sent, seconds)})"
+    )
+    request_id = args.request_id or new_request_id("upload")
+    manifest = manifest_bytes(upload_plan, request_id)
+    if args.no_wait:
+        transfer.write_manifest(upload_plan.manifest_name, manifest)
+        ctx.print(request_id)
+        return EXIT_OK
+    # Subscribe before the manifest lands: the result may be published within milliseconds.
+    with PubSubResultFeed(profile.project, profile.results_topic, request_id) as feed:
+        transfer.write_manifest(upload_plan.manifest_name, manifest)
+        ctx.say(f"manifest written ({request_id}); waiting for the upload to be registered")
+        result = follow(feed, request_id, args.timeout, ctx.out)
+    ctx.say(f"done in {time.monotonic() - started:.1f}s")
+    return exit_code(result)
+
+
+def _rate(count: int, seconds: float) -> str:
+    from modeldrop.cli.progress import human_bytes
+
+    return f"{human_bytes(count / seconds)}/s" if seconds > 0 else "-"
+
+
+def deploy(ctx: Context) -> int:
+    a = ctx.args
+    accelerator = None if a.accelerator.lower() in ("none", "cpu") else a.accelerator
+    body: dict[str, Any] = {
+        "action": "deploy",
+        "model": a.model,
+        "version": a.version,
+        "endpoint": a.endpoint,
+        "machine_type": a.machine_type,
+        "accelerator": accelerator,
+        "accelerator_count": a.accelerator_count,
+        "min_replicas": a.min_replicas,
+        "max_replicas": a.max_replicas,
+        "idle_ttl": a.idle_ttl,
+        "keep_warm": a.keep_warm,
+        "traffic_percent": a.traffic,
+    }
+    return publish_and_follow(ctx, body)
+
+
+def undeploy(ctx: Context) -> int:
+    body = {"action": "undeploy", "endpoint": ctx.args.endpoint, "version": ctx.args.version}
+    return publish_and_follow(ctx, body)
+
+
+def scale(ctx: Context) -> int:
+    a = ctx.args
+    body = {
+        "action": "scale",
+        "endpoint": a.endpoint,
+        "version": a.version,
+        "min_replicas": a.min_replicas,
+        "max_replicas": a.max_replicas,
+    }
+    return publish_and_follow(ctx, body)
+
+
+def traffic(ctx: Context) -> int:
+    split: dict[str, int] = {}
+    for item in ctx.args.split:
+        version, sep, percent = item.partition("=")
+        if not sep or not percent.strip().isdigit():
+            raise UsageError(f"bad split {item!r}: write VERSION=PERCENT, e.g. v1=90 v2=10")
+        split[version] = int(percent)
+    return publish_and_follow(
+        ctx, {"action": "traffic", "endpoint": ctx.args.endpoint, "split": split}
+    )
+
+
+def delete_endpoint(ctx: Context) -> int:
+    body = {"action": "delete-endpoint", "endpoint": ctx.args.endpoint, "force": ctx.args.force}
+    return publish_and_follow(ctx, body)
+
+
+def wake(ctx: Context) -> int:
+    return publish_and_follow(ctx, {"action": "wake", "endpoint": ctx.args.endpoint})
+
+
+def register(ctx: Context) -> int:
+    body = {"action": "register", "model": ctx.args.model, "version": ctx.args.version}
+    return publish_and_follow(ctx, body)
+
+
+def publish_and_follow(ctx: Context, body: dict[str, Any]) -> int:
+    """Validate the command here (nothing is sent if it is bad), publish it, follow its results."""
+    command = {k: v for k, v in body.items() if v is not None}
+    command["request_id"] = ctx.args.request_id or new_request_id(str(body["action"]))
+    command["issued_at"] = datetime.now(UTC).isoformat()
+    try:
+        parse_command(command)
+    except PermanentError as error:
+        raise UsageError(
+            f"this {body['action']} command is not valid; nothing was sent", error.reasons
+        ) from error
+    profile = ctx.profile()
+    publisher = PubSubPublisher(profile.project, profile.results_topic, profile.commands_topic)
+    request_id = str(command["request_id"])
+    if ctx.args.no_wait:
+        publisher.publish_command(command)
+        ctx.print(request_id)
+        return EXIT_OK
+    with PubSubResultFeed(profile.project, profile.results_topic, request_id) as feed:
+        publisher.publish_command(command)
+        ctx.say(f"published {body['action']} ({request_id}); following its results")
+        result = follow(feed, request_id, ctx.args.timeout, ctx.out)
+    if ctx.args.json:
+        ctx.print(json.dumps(result.model_dump(mode="json")))
+    return exit_code(result)
+
+
+def results(ctx: Context) -> int:
+    """Print results as they arrive: every request's, or one --request-id's until its terminal one."""
+    profile = ctx.profile()
+    a = ctx.args
+    deadline = time.monotonic() + a.timeout if a.timeout else None
+    with PubSubResultFeed(profile.project, profile.results_topic, a.request_id) as feed:
+        ctx.say(
+            f"following {profile.results_topic}"
+            + (f" for {a.request_id}" if a.request_id else "")
+            + " (Ctrl-C stops)"
+        )
+        while deadline is None or time.monotonic() < deadline:
+            for result in feed.pull(wait_s=5.0):
+                ctx.print(
+                    json.dumps(result.model_dump(mode="json")) if a.json else format_result(result)
+                )
+                if a.request_id and result.terminal:
+                    return exit_code(result)
+            if not a.follow:
+                return EXIT_OK
+    return EXIT_OK

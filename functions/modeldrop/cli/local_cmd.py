@@ -1,0 +1,150 @@
+"""`modeldrop local up|down|status|vertex`: the local stack from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, Context
+from modeldrop.durations import parse_duration
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from local.stack_state import Ports
+
+    local = sub.add_parser(
+        "local", help="run the whole stack on this machine (emulators + functions)"
+    )
+    verbs = local.add_subparsers(dest="verb", required=True, metavar="up|down|status|vertex")
+    defaults = Ports()
+    up = verbs.add_parser(
+        "up", help="start the local stack in the background and wait until it answers"
+    )
+    for name, port in defaults.items():
+        flag = "--" + name.replace("_", "-") + "-port"
+        up.add_argument(flag, dest=f"port_{name}", type=int, default=port, help=f"default {port}")
+    up.add_argument(
+        "--free-ports", action="store_true", help="pick free ports instead of the defaults"
+    )
+    up.add_argument("--tick", default="10s", help="sweep tick interval (default 10s)")
+    up.add_argument(
+        "--default-idle-ttl", default="30m", help="idle TTL when a deploy names none (default 30m)"
+    )
+    up.add_argument(
+        "--deploy-grace",
+        default="60s",
+        help="no idle teardown this soon after a deploy (default 60s)",
+    )
+    up.add_argument(
+        "--memory", action="store_true", help="keep GCS objects in memory, not in the data folder"
+    )
+    up.add_argument("--project", default="modeldrop-local", help="the emulated project id")
+    up.add_argument("--region", default="us-central1", help="the emulated region")
+    up.set_defaults(handler=local_up)
+    down = verbs.add_parser("down", help="stop every process of the local stack (by PID)")
+    down.set_defaults(handler=local_down)
+    status = verbs.add_parser("status", help="which parts run, where, and their logs")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(handler=local_status)
+    vertex = verbs.add_parser(
+        "vertex", help="run only the Vertex AI emulator in the foreground", add_help=False
+    )
+    vertex.add_argument("vertex_args", nargs=argparse.REMAINDER)
+    vertex.set_defaults(handler=local_vertex)
+
+
+def _data_dir(ctx: Context) -> Path:
+    from local.stack_state import default_data_dir
+
+    chosen = getattr(ctx.args, "local_dir", None)
+    return Path(chosen).expanduser().resolve() if chosen else default_data_dir(ctx.env)
+
+
+def local_up(ctx: Context) -> int:
+    from local.stack import up
+    from local.stack_state import Ports, StackConfig
+
+    a = ctx.args
+    ports = Ports(**{name: getattr(a, f"port_{name}") for name, _ in Ports().items()})
+    if a.free_ports:
+        ports = ports.with_free_ports()
+    config = StackConfig(
+        data_dir=_data_dir(ctx),
+        ports=ports,
+        project=a.project,
+        region=a.region,
+        tick_s=float(parse_duration(a.tick)) or 1.0,
+        default_idle_ttl=a.default_idle_ttl,
+        deploy_grace=a.deploy_grace,
+        memory_gcs=a.memory,
+    )
+    started = time.monotonic()
+    ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
+    state = up(config, progress=ctx.say)
+    ctx.say(
+        f"the local stack is up in {time.monotonic() - started:.1f}s; `modeldrop local down` stops it"
+    )
+    ctx.print(f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}")
+    ctx.print(f"export STORAGE_EMULATOR_HOST={state.storage_host}")
+    ctx.print(f"export MODELDROP_VERTEX_API_ENDPOINT={state.vertex_endpoint}")
+    return EXIT_OK
+
+
+def local_down(ctx: Context) -> int:
+    from local.stack import down
+
+    stopped = down(_data_dir(ctx), progress=ctx.say)
+    ctx.say(f"the local stack is down ({len(stopped)} processes stopped)")
+    return EXIT_OK
+
+
+def local_status(ctx: Context) -> int:
+    from local.stack import status
+
+    found = status(_data_dir(ctx))
+    if found is None:
+        if ctx.args.json:
+            ctx.print(json.dumps({"running": False}))
+        else:
+            ctx.say(f"no local stack in {_data_dir(ctx)}: `modeldrop local up` starts one")
+        return EXIT_ENVIRONMENT
+    state, parts = found
+    healthy = all(p.answers for p in parts)
+    if ctx.args.json:
+        ctx.print(
+            json.dumps(
+                {
+                    "running": healthy,
+                    "started_at": state.started_at.isoformat(),
+                    "data_dir": state.data_dir,
+                    "env": state.env,
+                    "parts": [p.__dict__ for p in parts],
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK if healthy else EXIT_ENVIRONMENT
+    from modeldrop.cli.table import render
+
+    ctx.print(f"local stack in {state.data_dir}, started {state.started_at:%Y-%m-%d %H:%M:%S} UTC")
+    rows = [
+        [
+            p.name,
+            str(p.pid),
+            "up" if p.answers else ("no answer" if p.alive else "exited"),
+            p.url or "-",
+            p.log,
+        ]
+        for p in parts
+    ]
+    ctx.print(render(["part", "pid", "state", "url", "log"], rows))
+    return EXIT_OK if healthy else EXIT_ENVIRONMENT
+
+
+def local_vertex(ctx: Context) -> int:
+    from local.vertex.__main__ import main as vertex_main
+
+    vertex_main(list(ctx.args.vertex_args))
+    return EXIT_OK

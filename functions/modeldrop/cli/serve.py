@@ -1,0 +1,148 @@
+"""`modeldrop predict` and `modeldrop chat`: talk to an endpoint the way any Vertex AI client does."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from modeldrop.cli.context import EXIT_OK, Context, NotFound, Unreachable, UsageError
+from modeldrop.cli.profile import Profile
+from modeldrop.errors import PermanentError
+
+REQUEST_TIMEOUT_S = 300.0
+
+
+def access_token(profile: Profile) -> str | None:
+    """A bearer token for Vertex AI (application default credentials); None for the local stack."""
+    if profile.is_local:
+        return None
+    import google.auth
+    import google.auth.transport.requests
+
+    credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    credentials.refresh(google.auth.transport.requests.Request())  # type: ignore[no-untyped-call]
+    return str(credentials.token)
+
+
+def _headers(profile: Profile) -> dict[str, str]:
+    token = access_token(profile)
+    return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def predict_request(
+    prompts: list[str], max_tokens: int, temperature: float | None
+) -> dict[str, Any]:
+    """Vertex's envelope: one instance per prompt, sampling parameters beside them."""
+    parameters: dict[str, Any] = {"max_tokens": max_tokens}
+    if temperature is not None:
+        parameters["temperature"] = temperature
+    return {"instances": [{"prompt": p} for p in prompts], "parameters": parameters}
+
+
+def call_predict(profile: Profile, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST `body` to the endpoint's :predict; the JSON answer, or an error naming Vertex's message."""
+    import httpx
+
+    url = profile.endpoint_url(endpoint) + ":predict"
+    try:
+        response = httpx.post(url, json=body, headers=_headers(profile), timeout=REQUEST_TIMEOUT_S)
+    except httpx.HTTPError as error:
+        raise Unreachable(f"{url}: {error}") from error
+    if response.status_code == 404:
+        raise NotFound(f"endpoint {endpoint!r} not found: {_message(response)}")
+    if response.status_code >= 400:
+        raise PermanentError(
+            f"predict failed with HTTP {response.status_code}: {_message(response)}"
+        )
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _message(response: Any) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message") or error or response.text)
+    except ValueError:
+        return str(response.text[:500])
+
+
+def openai_client(profile: Profile, endpoint: str) -> Any:
+    """The official `openai` client pointed at the endpoint's OpenAI-compatible routes."""
+    import openai
+
+    return openai.OpenAI(
+        base_url=profile.endpoint_url(endpoint),
+        api_key=access_token(profile) or "unused-locally",
+        timeout=REQUEST_TIMEOUT_S,
+        max_retries=1,
+    )
+
+
+def stream_chat(
+    profile: Profile,
+    endpoint: str,
+    messages: list[dict[str, str]],
+    max_tokens: int,
+    temperature: float | None,
+) -> Iterator[str]:
+    """The assistant's reply, piece by piece, as the endpoint streams it."""
+    import openai
+
+    client = openai_client(profile, endpoint)
+    extra: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    try:
+        stream = client.chat.completions.create(
+            model=endpoint, messages=messages, max_tokens=max_tokens, stream=True, **extra
+        )
+        for chunk in stream:
+            for choice in chunk.choices:
+                if choice.delta and choice.delta.content:
+                    yield choice.delta.content
+    except openai.NotFoundError as error:
+        raise NotFound(f"endpoint {endpoint!r} not found: {error}") from error
+    except openai.APIConnectionError as error:
+        raise Unreachable(f"{profile.endpoint_url(endpoint)}: {error}") from error
+    except openai.APIStatusError as error:
+        raise PermanentError(
+            f"chat failed with HTTP {error.status_code}: {error.message}"
+        ) from error
+
+
+def predict(ctx: Context) -> int:
+    a = ctx.args
+    if a.instances:
+        try:
+            body = {"instances": json.loads(a.instances)}
+        except ValueError as error:
+            raise UsageError(f"--instances is not JSON: {error}") from error
+        if not isinstance(body["instances"], list):
+            raise UsageError("--instances must be a JSON list")
+        body["parameters"] = {"max_tokens": a.max_tokens}
+    elif a.prompt:
+        body = predict_request(a.prompt, a.max_tokens, a.temperature)
+    else:
+        raise UsageError("give one or more prompts, or --instances JSON")
+    answer = call_predict(ctx.profile(), a.endpoint, body)
+    if a.json:
+        ctx.print(json.dumps(answer, indent=2))
+    else:
+        for prediction in answer.get("predictions", []):
+            ctx.print(prediction if isinstance(prediction, str) else json.dumps(prediction))
+    return EXIT_OK
+
+
+def chat(ctx: Context) -> int:
+    a = ctx.args
+    text = " ".join(a.message) if a.message else sys.stdin.read()
+    if not text.strip():
+        raise UsageError("nothing to say: give a message, or pipe one on stdin")
+    messages = ([{"role": "system", "content": a.system}] if a.system else []) + [
+        {"role": "user", "content": text}
+    ]
+    for piece in stream_chat(ctx.profile(), a.endpoint, messages, a.max_tokens, a.temperature):
+        ctx.out.write(piece)
+        ctx.out.flush()
+    ctx.out.write("\n")
+    return EXIT_OK
