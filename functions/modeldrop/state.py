@@ -5,7 +5,7 @@
   preconditions on deletes, and the lease's correctness must not rest on one.
 - `requests/<request_id>.json`: a request's progress (started -> recorded -> done), so a
   redelivered command or upload changes nothing once its terminal result is out.
-- `operations/<endpoint>/<request_id>.json`: an in-flight Vertex operation the sweep follows,
+- `operations/<endpoint>/<request_id>.<part>.json`: an in-flight Vertex operation the sweep follows,
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
 - `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
@@ -64,7 +64,15 @@ class OperationRecord(_Record):
     version: str | None = None
     deployed_model_id: str | None = None
     started_at: datetime
+    part: int = Field(
+        default=0, description="Which of a request's operations (wake, undeploy-all)."
+    )
+    parts: int = Field(default=1, description="How many operations the request started in all.")
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"operations/{self.endpoint}/{self.request_id}.{self.part}.json"
 
 
 class Teardown(_Record):
@@ -170,8 +178,7 @@ class StateStore:
     # Operations -------------------------------------------------------------------------------
 
     def record_operation(self, record: OperationRecord) -> None:
-        name = f"operations/{record.endpoint}/{record.request_id}.json"
-        self._storage.write(self._bucket, name, record.model_dump_json().encode())
+        self._storage.write(self._bucket, record.key, record.model_dump_json().encode())
 
     def operations(self) -> list[OperationRecord]:
         found = []
@@ -182,7 +189,7 @@ class StateStore:
         return found
 
     def forget_operation(self, record: OperationRecord) -> None:
-        self._storage.delete(self._bucket, f"operations/{record.endpoint}/{record.request_id}.json")
+        self._storage.delete(self._bucket, record.key)
 
     # Teardowns --------------------------------------------------------------------------------
 

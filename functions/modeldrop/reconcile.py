@@ -1,0 +1,217 @@
+"""The sweep's decisions, pure: facts and `now` in, actions out (no cloud imports, no clock).
+
+`follow` turns recorded operations into terminal reports once every part of a request ended;
+`idle` picks deployments that served nothing for their TTL. Another layer (sweeper) applies them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from modeldrop import labels
+from modeldrop.results import Status
+from modeldrop.state import OperationRecord
+from modeldrop.vertex import Deployment, Endpoint, Operation
+
+# A function that died between starting an operation and recording it leaves an intent; if Vertex
+# shows no effect of it after this long, the request is reported failed.
+INTENT_TIMEOUT = timedelta(hours=3)
+
+
+class Action(StrEnum):
+    """What the sweep does about one request or deployment."""
+
+    REPORT = "report"  # every operation of a request ended: publish its one terminal result
+    WAIT = "wait"  # an operation still runs (or an intent may still take effect)
+    TEAR_DOWN = "tear_down"  # a deployment served nothing for its idle TTL: undeploy it
+    KEEP = "keep"  # a deployment stays (traffic in its window, grace, keep-warm, TTL 0, busy)
+
+
+@dataclass(frozen=True)
+class Report:
+    action: Action
+    request_id: str
+    command: str  # the request's action (deploy, undeploy, teardown, ...)
+    endpoint: str
+    status: Status | None
+    records: tuple[OperationRecord, ...]
+    message: str = ""
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Idleness:
+    action: Action
+    endpoint: str
+    deployment: Deployment
+    why: str
+    idle_s: int = 0
+    ttl_s: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_SUCCESS = {"deploy": Status.READY, "wake": Status.READY, "teardown": Status.TORN_DOWN}
+
+
+def follow(
+    records: Iterable[OperationRecord],
+    operations: Mapping[str, Operation],
+    endpoints: Mapping[str, Endpoint],
+    now: datetime,
+) -> list[Report]:
+    """One report per request: REPORT with the terminal status once all its parts ended, else WAIT."""
+    groups: dict[str, list[OperationRecord]] = defaultdict(list)
+    for record in records:
+        groups[record.request_id].append(record)
+    reports = []
+    for request_id, parts in sorted(groups.items()):
+        parts.sort(key=lambda r: r.part)
+        first = parts[0]
+        outcomes = [_outcome(r, operations, endpoints.get(r.endpoint), now) for r in parts]
+        if len(parts) < first.parts or any(o is None for o in outcomes):
+            reports.append(
+                Report(Action.WAIT, request_id, first.action, first.endpoint, None, tuple(parts))
+            )
+            continue
+        errors = tuple(o for o in outcomes if o)
+        if errors:
+            reports.append(
+                Report(
+                    Action.REPORT,
+                    request_id,
+                    first.action,
+                    first.endpoint,
+                    Status.FAILED,
+                    tuple(parts),
+                    f"{first.action} on {first.endpoint} failed",
+                    errors,
+                )
+            )
+        else:
+            status = _SUCCESS.get(first.action, Status.SUCCEEDED)
+            reports.append(
+                Report(
+                    Action.REPORT,
+                    request_id,
+                    first.action,
+                    first.endpoint,
+                    status,
+                    tuple(parts),
+                    f"{first.action} on {first.endpoint} done",
+                )
+            )
+    return reports
+
+
+def _outcome(
+    record: OperationRecord,
+    operations: Mapping[str, Operation],
+    endpoint: Endpoint | None,
+    now: datetime,
+) -> str | None:
+    """None while running; "" when it ended well; the reason when it failed."""
+    if record.operation is None:
+        return _intent_outcome(record, endpoint, now)
+    operation = operations.get(record.operation)
+    if operation is None or not operation.done:
+        return None
+    if operation.error:
+        tail = operation.details.get("log_tail")
+        return f"Vertex: {operation.error}" + (f"\nlog tail:\n{tail}" if tail else "")
+    return ""
+
+
+def _intent_outcome(
+    record: OperationRecord, endpoint: Endpoint | None, now: datetime
+) -> str | None:
+    """Judge an unrecorded operation by its effect, since only Vertex knows whether it started."""
+    present = endpoint is not None and any(
+        d.id == record.deployed_model_id for d in endpoint.deployments
+    )
+    if record.action in ("deploy", "wake") and present:
+        return ""
+    if (
+        record.action in ("undeploy", "teardown", "delete-endpoint")
+        and not present
+        and record.deployed_model_id
+    ):
+        return ""
+    if record.action == "delete-endpoint" and endpoint is None:
+        return ""
+    if now - record.started_at > INTENT_TIMEOUT:
+        return f"the function stopped before recording its operation and Vertex shows no effect after {INTENT_TIMEOUT}: send the command again"
+    return None
+
+
+def idle(
+    endpoint: Endpoint,
+    last_predictions: Mapping[tuple[str, str], datetime],
+    now: datetime,
+    default_ttl_s: int,
+    grace_s: int,
+    busy: bool,
+) -> list[Idleness]:
+    """For each deployment on `endpoint`: TEAR_DOWN when it served nothing for its TTL, else KEEP and why."""
+    ttl = labels.idle_ttl_seconds(endpoint.labels, default_ttl_s)
+    decisions = []
+    for deployment in endpoint.deployments:
+
+        def keep(why: str, d: Deployment = deployment) -> Idleness:
+            return Idleness(Action.KEEP, endpoint.id, d, why, ttl_s=ttl)
+
+        if not labels.is_managed(endpoint.labels):
+            decisions.append(keep("not managed by modeldrop"))
+        elif labels.keep_warm(endpoint.labels):
+            decisions.append(keep("keep-warm"))
+        elif ttl <= 0:
+            decisions.append(keep("idle TTL 0: never torn down for idleness"))
+        elif busy:
+            decisions.append(keep("an operation on the endpoint is in flight"))
+        elif deployment.create_time is None:
+            decisions.append(keep("Vertex reports no deploy time"))
+        elif (now - deployment.create_time).total_seconds() < max(ttl, grace_s):
+            decisions.append(keep("deployed less than its TTL (or the grace period) ago"))
+        else:
+            last = last_predictions.get((endpoint.id, deployment.id))
+            if last is not None and (now - last).total_seconds() < ttl:
+                decisions.append(
+                    keep(f"served predictions {int((now - last).total_seconds())} s ago")
+                )
+                continue
+            since = max(last or deployment.create_time, deployment.create_time)
+            idle_s = int((now - since).total_seconds())
+            gpus = max(deployment.accelerator_count, 0) * max(deployment.min_replicas, 1)
+            details = {
+                "deployed_model_id": deployment.id,
+                "idle_s": idle_s,
+                "idle_ttl_s": ttl,
+                "accelerator": deployment.accelerator_type,
+                "gpus": gpus,
+                "gpu_hours_idle": round(gpus * idle_s / 3600, 3),
+                "gpu_hours_saved_per_day": gpus * 24,
+                "last_prediction": last.isoformat() if last else None,
+            }
+            decisions.append(
+                Idleness(
+                    Action.TEAR_DOWN,
+                    endpoint.id,
+                    deployment,
+                    f"no predictions for {idle_s} s (TTL {ttl} s)",
+                    idle_s,
+                    ttl,
+                    details,
+                )
+            )
+    return decisions
+
+
+def longest_ttl(endpoints: Iterable[Endpoint], default_ttl_s: int) -> int:
+    """The window the sweep's one Monitoring query must cover."""
+    return max(
+        (labels.idle_ttl_seconds(e.labels, default_ttl_s) for e in endpoints), default=default_ttl_s
+    )

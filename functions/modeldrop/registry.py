@@ -1,0 +1,65 @@
+"""What a version folder becomes in the Model Registry: alias, labels and the serving container spec.
+
+Pure: settings and the folder in, a ModelSpec out. Vertex version aliases must start with a
+lower-case letter, and folder names may start with a digit ("1", "2024-06-01"): such a folder
+gets the alias "v" + folder ("1" -> "v1"). A folder "v1" next to a folder "1" would then claim the
+same alias; registration refuses the second one with a reason instead of moving the alias.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from modeldrop import labels
+from modeldrop.config import Settings
+from modeldrop.layout import VersionFolder
+from modeldrop.vertex import ModelSpec
+
+LATEST_ALIAS = "latest"
+UPLOAD_LABEL = "modeldrop-upload"  # a digest of the registered files' generations
+SERVING_PORT = 8080
+PREDICT_ROUTE = "/predict"
+HEALTH_ROUTE = "/health"
+# Weights stream from GCS and the engine compiles: a large model can take most of an hour.
+DEPLOYMENT_TIMEOUT_S = 2 * 3600
+# Startup: probe every 30 s, allow 120 failures (an hour) before Vertex gives up on the replica.
+STARTUP_PROBE = {"period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 120}
+# Once up: a replica that misses 3 probes a minute apart is restarted.
+HEALTH_PROBE = {"period_seconds": 60, "timeout_seconds": 10, "failure_threshold": 3}
+SHARED_MEMORY_MB = 16 * 1024  # vLLM's workers share tensors through /dev/shm
+
+
+def version_alias(version: str) -> str:
+    """The Vertex version alias for a version folder (aliases must start with a letter)."""
+    return version if version[:1].isalpha() else f"v{version}"
+
+
+def content_digest(generations: Iterable[int]) -> str:
+    """A label-safe digest of the files' generations: the same bytes uploaded once, one digest."""
+    text = ",".join(str(g) for g in sorted(generations))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_spec(folder: VersionFolder, settings: Settings, digest: str) -> ModelSpec:
+    """The model version to register for `folder`, served by the modeldrop serving image."""
+    return ModelSpec(
+        model=folder.model,
+        version=folder.version,
+        alias=version_alias(folder.version),
+        description=f"{folder.model}, registered by modeldrop from {folder.uri}",
+        labels=labels.managed(
+            {labels.MODEL: folder.model, labels.VERSION: folder.version, UPLOAD_LABEL: digest}
+        ),
+        image=settings.serving_image,
+        # The container reads the pinned folder itself (weights are referenced, not copied).
+        args=["--model", folder.uri],
+        env={},
+        port=SERVING_PORT,
+        predict_route=PREDICT_ROUTE,
+        health_route=HEALTH_ROUTE,
+        deployment_timeout_s=DEPLOYMENT_TIMEOUT_S,
+        startup_probe=dict(STARTUP_PROBE),
+        health_probe=dict(HEALTH_PROBE),
+        shared_memory_size_mb=SHARED_MEMORY_MB,
+    )

@@ -1,0 +1,202 @@
+"""The sweep, applied: follow recorded operations, tear down idle deployments, repair drift."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from modeldrop import labels, reconcile, traffic
+from modeldrop.context import Context
+from modeldrop.errors import ConflictError
+from modeldrop.reconcile import Action, Idleness, Report
+from modeldrop.reporting import once
+from modeldrop.results import Result, Status
+from modeldrop.state import OperationRecord, Teardown
+from modeldrop.vertex import Endpoint
+
+log = logging.getLogger(__name__)
+# Monitoring ingests with a delay: look a little further back than the longest TTL.
+MONITORING_SLACK = timedelta(minutes=5)
+
+
+@dataclass
+class Summary:
+    """What one sweep did, for the log line and the benchmark."""
+
+    endpoints: int = 0
+    reported: list[str] = field(default_factory=list)
+    waiting: int = 0
+    torn_down: list[str] = field(default_factory=list)
+    stale_leases_cleared: list[str] = field(default_factory=list)
+    monitoring_queries: int = 0
+
+
+def sweep(ctx: Context, now: datetime) -> Summary:
+    summary = Summary()
+    for endpoint_id in ctx.state.stale_leases(now):
+        if ctx.state.clear_stale_lease(endpoint_id, now):
+            summary.stale_leases_cleared.append(endpoint_id)
+    records = ctx.state.operations()
+    endpoints = {e.id: e for e in ctx.vertex.list_managed_endpoints(labels.MANAGED_FILTER)}
+    summary.endpoints = len(endpoints)
+    for record in records:
+        if record.endpoint not in endpoints:
+            found = ctx.vertex.endpoint(record.endpoint)
+            if found is not None:
+                endpoints[found.id] = found
+    operations = {r.operation: ctx.vertex.operation(r.operation) for r in records if r.operation}
+    busy = set()
+    for report in reconcile.follow(records, operations, endpoints, now):
+        if report.action is Action.REPORT:
+            _report(ctx, now, report, endpoints.get(report.endpoint))
+            summary.reported.append(report.request_id)
+        else:
+            busy.add(report.endpoint)
+            summary.waiting += 1
+    candidates = _idle(ctx, now, list(endpoints.values()), busy, summary)
+    for endpoint_id, decisions in candidates.items():
+        try:
+            with ctx.state.lease(endpoint_id, f"sweep-{now:%Y%m%dT%H%M%S}", now):
+                summary.torn_down += _tear_down(ctx, now, endpoint_id, decisions, summary)
+        except ConflictError as error:
+            log.info("skipping %s this sweep: %s", endpoint_id, error)
+    return summary
+
+
+def _idle(
+    ctx: Context, now: datetime, endpoints: list[Endpoint], busy: set[str], summary: Summary
+) -> dict[str, list[Idleness]]:
+    """Candidates for teardown, from ONE Monitoring query over the longest TTL of all endpoints."""
+    serving = [e for e in endpoints if e.deployments]
+    if not serving:
+        return {}
+    window = (
+        timedelta(seconds=reconcile.longest_ttl(serving, ctx.settings.default_idle_ttl_s))
+        + MONITORING_SLACK
+    )
+    last = ctx.monitoring.last_predictions(now - window, now)
+    summary.monitoring_queries += 1
+    candidates: dict[str, list[Idleness]] = {}
+    for endpoint in serving:
+        for decision in reconcile.idle(
+            endpoint,
+            last,
+            now,
+            ctx.settings.default_idle_ttl_s,
+            ctx.settings.deploy_grace_s,
+            endpoint.id in busy,
+        ):
+            if decision.action is Action.TEAR_DOWN:
+                candidates.setdefault(endpoint.id, []).append(decision)
+    return candidates
+
+
+def _tear_down(
+    ctx: Context, now: datetime, endpoint_id: str, decisions: list[Idleness], summary: Summary
+) -> list[str]:
+    """Re-check under the lease (fresh endpoint, fresh traffic), then undeploy what is still idle."""
+    endpoint = ctx.vertex.endpoint(endpoint_id)
+    if endpoint is None:
+        return []
+    ttl = max(d.ttl_s for d in decisions)
+    last = ctx.monitoring.last_predictions(now - timedelta(seconds=ttl) - MONITORING_SLACK, now)
+    summary.monitoring_queries += 1
+    fresh = reconcile.idle(
+        endpoint,
+        last,
+        now,
+        ctx.settings.default_idle_ttl_s,
+        ctx.settings.deploy_grace_s,
+        busy=False,
+    )
+    wanted = {d.deployment.id for d in decisions}
+    idle = [d for d in fresh if d.action is Action.TEAR_DOWN and d.deployment.id in wanted]
+    if not idle:
+        return []
+    previous = ctx.state.teardown(endpoint_id)
+    bodies = list(previous.deployments) if previous else []
+    bodies += [_as_deploy(endpoint, d) for d in idle]
+    # Remembered first: `wake` must find what it brings back even if the sweep dies mid-way.
+    ctx.state.remember_teardown(Teardown(endpoint=endpoint_id, at=now, deployments=bodies))
+    remaining = {d.id for d in endpoint.deployments}
+    removed: set[str] = set()
+    request_ids = []
+    for decision in idle:
+        removed.add(decision.deployment.id)
+        rid = f"teardown-{endpoint_id}-{decision.deployment.id}-{now:%Y%m%dT%H%M%S}"[:128]
+        record = OperationRecord(
+            request_id=rid,
+            action="teardown",
+            endpoint=endpoint_id,
+            model=decision.deployment.model,
+            version=decision.deployment.version,
+            deployed_model_id=decision.deployment.id,
+            started_at=now,
+            details=decision.details,
+        )
+        ctx.state.record_operation(record)
+        name = ctx.vertex.undeploy(
+            endpoint_id,
+            decision.deployment.id,
+            traffic.without(endpoint.traffic_split, removed, remaining),
+        )
+        ctx.state.record_operation(record.model_copy(update={"operation": name}))
+        request_ids.append(rid)
+    return request_ids
+
+
+def _as_deploy(endpoint: Endpoint, decision: Idleness) -> dict[str, object]:
+    """The deploy command that brings this deployment back as it was (for `wake`)."""
+    d = decision.deployment
+    return {
+        "model": d.model or endpoint.labels.get(labels.MODEL, ""),
+        "version": d.version,
+        "endpoint": endpoint.id,
+        "machine_type": d.machine_type,
+        "accelerator": d.accelerator_type,
+        "accelerator_count": max(d.accelerator_count, 1),
+        "min_replicas": max(d.min_replicas, 1),
+        "max_replicas": max(d.max_replicas, d.min_replicas, 1),
+        "idle_ttl": decision.ttl_s,
+        "keep_warm": False,
+        "traffic_percent": endpoint.traffic_split.get(d.id, 100) or 100,
+    }
+
+
+def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None) -> None:
+    first = report.records[0]
+    details: dict[str, object] = dict(first.details) if report.command == "teardown" else {}
+    details.pop("command", None)
+    details["operations"] = [r.operation for r in report.records]
+    result = Result(
+        request_id=report.request_id,
+        kind="sweep" if report.command == "teardown" else "command",
+        action=report.command,
+        status=report.status or Status.FAILED,
+        message=report.message,
+        reasons=list(report.reasons),
+        model=first.model,
+        version=first.version,
+        endpoint=report.endpoint,
+        operation=first.operation,
+        details=details,
+    )
+    if report.status is not Status.FAILED:
+        _after(ctx, report, endpoint)
+    once(ctx, now, result)
+    for record in report.records:
+        ctx.state.forget_operation(record)
+
+
+def _after(ctx: Context, report: Report, endpoint: Endpoint | None) -> None:
+    """Follow-up work a finished request asked for: delete the endpoint once it is empty."""
+    then_delete = any(r.details.get("then_delete") for r in report.records)
+    emptied = report.command == "teardown" and ctx.settings.delete_empty_endpoints
+    if not (then_delete or emptied) or endpoint is None:
+        return
+    remaining = {d.id for d in endpoint.deployments} - {r.deployed_model_id for r in report.records}
+    if not remaining:
+        ctx.vertex.delete_endpoint(endpoint.id)
+        if then_delete:
+            ctx.state.forget_teardown(endpoint.id)
