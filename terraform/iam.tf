@@ -16,7 +16,7 @@ resource "google_service_account" "on_command" {
   project      = var.project_id
   account_id   = "modeldrop-on-command"
   display_name = "modeldrop on_command function"
-  description  = "Creates endpoints and starts deployments in Vertex AI as the serving account; publishes results."
+  description  = "Creates endpoints and starts deployments in Vertex AI as the serving account, registers folders on register commands; publishes results."
 
   depends_on = [google_project_service.this]
 }
@@ -63,13 +63,12 @@ resource "google_project_iam_custom_role" "registrar" {
   project     = var.project_id
   role_id     = "modeldropRegistrar"
   title       = "modeldrop registrar"
-  description = "on_upload: registers uploaded weights as versions in the Vertex AI Model Registry."
+  description = "on_upload and `register` commands: register uploaded weights as versions in the Vertex AI Model Registry."
   permissions = [
-    "aiplatform.models.get",
-    "aiplatform.models.list",
-    "aiplatform.models.update",
+    "aiplatform.models.get",    # find a version by alias; read the registered version
+    "aiplatform.models.update", # mergeVersionAliases: move `latest` to the new version
     "aiplatform.models.upload",
-    "aiplatform.operations.get",
+    "aiplatform.operations.get", # wait for the upload operation
   ]
 }
 
@@ -81,14 +80,11 @@ resource "google_project_iam_custom_role" "deployer" {
   permissions = [
     "aiplatform.endpoints.create",
     "aiplatform.endpoints.delete",
-    "aiplatform.endpoints.deploy",
+    "aiplatform.endpoints.deploy", # deployModel, and mutateDeployedModel for `scale`
     "aiplatform.endpoints.get",
-    "aiplatform.endpoints.list",
     "aiplatform.endpoints.undeploy",
-    "aiplatform.endpoints.update",
-    "aiplatform.models.get",
-    "aiplatform.models.list",
-    "aiplatform.operations.get",
+    "aiplatform.endpoints.update", # labels, and the traffic split for `traffic`
+    "aiplatform.models.get",       # resolve the model version to deploy
   ]
 }
 
@@ -98,13 +94,11 @@ resource "google_project_iam_custom_role" "sweeper" {
   title       = "modeldrop sweeper"
   description = "sweep: lists managed endpoints, follows operations, undeploys idle models and deletes empty endpoints."
   permissions = [
-    "aiplatform.endpoints.delete",
+    "aiplatform.endpoints.delete", # only with delete_empty_endpoints
     "aiplatform.endpoints.get",
-    "aiplatform.endpoints.list",
-    "aiplatform.endpoints.undeploy",
-    "aiplatform.endpoints.update",
-    "aiplatform.models.get",
-    "aiplatform.operations.get",
+    "aiplatform.endpoints.list",     # managed endpoints, by label
+    "aiplatform.endpoints.undeploy", # carries the new traffic split itself
+    "aiplatform.operations.get",     # follow deploy, undeploy and delete operations
   ]
 }
 
@@ -114,8 +108,10 @@ resource "google_project_iam_member" "functions" {
   for_each = {
     "on_upload/registrar" = { role = google_project_iam_custom_role.registrar.id, member = google_service_account.on_upload.member }
     "on_command/deployer" = { role = google_project_iam_custom_role.deployer.id, member = google_service_account.on_command.member }
-    "sweep/sweeper"       = { role = google_project_iam_custom_role.sweeper.id, member = google_service_account.sweep.member }
-    "sweep/metrics"       = { role = "roles/monitoring.viewer", member = google_service_account.sweep.member }
+    # A `register` command re-registers a folder already in the weights bucket, as on_upload would.
+    "on_command/registrar" = { role = google_project_iam_custom_role.registrar.id, member = google_service_account.on_command.member }
+    "sweep/sweeper"        = { role = google_project_iam_custom_role.sweeper.id, member = google_service_account.sweep.member }
+    "sweep/metrics"        = { role = "roles/monitoring.viewer", member = google_service_account.sweep.member }
   }
 
   project = var.project_id
@@ -132,10 +128,12 @@ resource "google_service_account_iam_member" "on_command_acts_as_serving" {
   member             = google_service_account.on_command.member
 }
 
+# on_upload and on_command (for `register` commands) read uploads; the containers read the weights.
 resource "google_storage_bucket_iam_member" "weights" {
   for_each = {
-    on_upload = google_service_account.on_upload.member
-    serving   = google_service_account.serving.member
+    on_upload  = google_service_account.on_upload.member
+    on_command = google_service_account.on_command.member
+    serving    = google_service_account.serving.member
   }
 
   bucket = google_storage_bucket.weights.name
@@ -169,10 +167,12 @@ resource "google_pubsub_topic_iam_member" "results_publisher" {
   member  = each.value
 }
 
-# A version folder may carry a deploy policy: on_upload publishes that deploy command itself.
+# A version folder may carry a deploy policy: registering it (on_upload, or on_command for a
+# `register` command) publishes that deploy command.
 resource "google_pubsub_topic_iam_member" "commands_publisher" {
   for_each = {
-    on_upload = google_service_account.on_upload.member
+    on_upload  = google_service_account.on_upload.member
+    on_command = google_service_account.on_command.member
   }
 
   project = var.project_id

@@ -17,9 +17,6 @@ resource "google_pubsub_topic" "results" {
   labels       = local.labels
   kms_key_name = var.kms_key_name
 
-  # A client that subscribes just after publishing a command can seek back and still see its result.
-  message_retention_duration = "86400s"
-
   depends_on = [google_project_service.this, google_kms_crypto_key_iam_member.service_agents]
 }
 

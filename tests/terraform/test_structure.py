@@ -230,6 +230,49 @@ def test_serving_account_reads_only_the_weights_bucket() -> None:
     ]
 
 
+def _target(grant: dict[str, str]) -> str:
+    for key in ("bucket", "topic", "subscription", "service_account_id", "repository", "name"):
+        if key in grant:
+            return ref(grant[key]).split(".")[1]
+    return "project"
+
+
+# What each function's code calls, as (role, where). Adding a call to a function means adding its
+# grant in terraform/iam.tf and here.
+FUNCTION_GRANTS = {
+    "on_upload": {
+        ("${google_project_iam_custom_role.registrar.id}", "project"),
+        ("roles/storage.objectViewer", "weights"),
+        ("roles/storage.objectUser", "state"),
+        ("roles/pubsub.publisher", "results"),
+        ("roles/pubsub.publisher", "commands"),
+    },
+    "on_command": {
+        ("${google_project_iam_custom_role.deployer.id}", "project"),
+        ("${google_project_iam_custom_role.registrar.id}", "project"),
+        ("roles/iam.serviceAccountUser", "serving"),
+        ("roles/storage.objectViewer", "weights"),
+        ("roles/storage.objectUser", "state"),
+        ("roles/pubsub.publisher", "results"),
+        ("roles/pubsub.publisher", "commands"),
+    },
+    "sweep": {
+        ("${google_project_iam_custom_role.sweeper.id}", "project"),
+        ("roles/monitoring.viewer", "project"),
+        ("roles/storage.objectUser", "state"),
+        ("roles/pubsub.publisher", "results"),
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_GRANTS))
+def test_each_function_account_has_exactly_the_grants_its_code_needs(name: str) -> None:
+    """A function's account holds exactly the roles, on exactly the resources, that its code calls."""
+    member = f"${{google_service_account.{name}.member}}"
+    held = {(grant["role"], _target(grant)) for grant in grants() if grant["member"] == member}
+    assert held == FUNCTION_GRANTS[name]
+
+
 def test_no_broad_vertex_or_basic_roles() -> None:
     """No identity gets roles/aiplatform.user or wider, or a basic role: custom roles carry the Vertex AI calls."""
     broad = (
