@@ -1,6 +1,6 @@
-"""A small model server honouring Vertex's container contract, for deploy tests without vLLM.
+"""An echo model server honouring Vertex's container contract: deploys to test without vLLM.
 
-Run as `python fake_model_server.py [--exit-at-start] [--start-delay SECONDS]`; it listens on
+Run as `python -m local.vertex.echo_server [--exit-at-start] [--start-delay SECONDS]`; it listens on
 AIP_HTTP_PORT, answers AIP_HEALTH_ROUTE, echoes instances on AIP_PREDICT_ROUTE (SSE when the body
 asks for `stream: true`) and serves minimal OpenAI chat/completions.
 """
@@ -29,7 +29,7 @@ def completion(body: dict[str, Any], chat: bool) -> dict[str, Any]:
         "id": "cmpl-1",
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
-        "model": body.get("model", "fake"),
+        "model": body.get("model", "echo"),
         "choices": [choice],
         "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
     }
@@ -48,7 +48,7 @@ def chunks(body: dict[str, Any], chat: bool) -> list[dict[str, Any]]:
                 "id": "cmpl-1",
                 "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": int(time.time()),
-                "model": body.get("model", "fake"),
+                "model": body.get("model", "echo"),
                 "choices": [delta],
             }
         )
@@ -70,6 +70,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == ENV["AIP_HEALTH_ROUTE"]:
             self._json(200, {"status": "ok"})
+        elif self.path == "/env":
+            self._json(200, {"env": ENV, "argv": sys.argv[1:]})
         else:
             self._json(404, {"error": "not found"})
 
@@ -107,11 +109,9 @@ def main() -> int:
     parser.add_argument("--exit-at-start", action="store_true")
     parser.add_argument("--start-delay", type=float, default=0.0)
     args, _ = parser.parse_known_args()
-    print(
-        f"fake model server: args {sys.argv[1:]} storage {ENV.get('AIP_STORAGE_URI')}", flush=True
-    )
+    print(f"echo server: args {sys.argv[1:]} storage {ENV.get('AIP_STORAGE_URI')}", flush=True)
     if args.exit_at_start:
-        print("fake model server: refusing to start (--exit-at-start)", flush=True)
+        print("echo server: refusing to start (--exit-at-start)", flush=True)
         return 3
     time.sleep(args.start_delay)
     server = ThreadingHTTPServer(("127.0.0.1", int(ENV["AIP_HTTP_PORT"])), Handler)

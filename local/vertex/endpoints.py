@@ -32,8 +32,9 @@ class Endpoints:
         naming.check_labels(body.labels)
         if body.deployed_models or body.traffic_split:
             raise invalid("A new endpoint has no deployed models: deploy them with :deployModel.")
+        if endpoint_id:
+            naming.check_endpoint_id(endpoint_id)
         endpoint_id = endpoint_id or self.store.new_id()
-        naming.check_endpoint_id(endpoint_id)
         name = f"{parent}/endpoints/{endpoint_id}"
         if name in self.store.endpoints:
             raise ApiError("ALREADY_EXISTS", f'Endpoint "{name}" already exists.')

@@ -38,8 +38,9 @@ class Registry:
         if request.parent_model:
             record = self.record(request.parent_model)
         else:
+            if request.model_id:
+                naming.check_model_id(request.model_id)
             model_id = request.model_id or self.store.new_id()
-            naming.check_model_id(model_id)
             name = f"{parent}/models/{model_id}"
             if name in self.store.models:
                 raise ApiError("ALREADY_EXISTS", f'Model "{name}" already exists.')
