@@ -84,6 +84,18 @@ resource "google_storage_bucket" "state" {
     }
   }
 
+  # requests/<request_id>.json only has to outlive redeliveries (Pub/Sub and Eventarc stop within a
+  # day, and older events are dropped by max_event_age). Leases, operations and teardowns stay.
+  lifecycle_rule {
+    condition {
+      age            = var.storage.request_record_days
+      matches_prefix = ["requests/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   dynamic "encryption" {
     for_each = var.kms_key_name == null ? [] : [var.kms_key_name]
     content {

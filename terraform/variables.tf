@@ -55,17 +55,21 @@ variable "kms_key_name" {
 }
 
 variable "storage" {
-  description = "Bucket settings: force_destroy lets `terraform destroy` delete non-empty buckets; noncurrent versions are deleted after the given number of days."
+  description = "Bucket settings: force_destroy lets `terraform destroy` delete non-empty buckets; noncurrent versions are deleted after the given number of days; request records (idempotency keys) in the state bucket after request_record_days."
   type = object({
     force_destroy                   = optional(bool, false)
     weights_noncurrent_version_days = optional(number, 30)
     state_noncurrent_version_days   = optional(number, 7)
+    request_record_days             = optional(number, 30)
   })
   default = {}
 
   validation {
-    condition     = var.storage.weights_noncurrent_version_days >= 1 && var.storage.state_noncurrent_version_days >= 1
-    error_message = "Noncurrent versions must be kept at least 1 day."
+    condition = (
+      var.storage.weights_noncurrent_version_days >= 1 && var.storage.state_noncurrent_version_days >= 1 &&
+      var.storage.request_record_days >= 2
+    )
+    error_message = "Noncurrent versions must be kept at least 1 day, request records at least 2 (they must outlive redeliveries)."
   }
 }
 

@@ -1,6 +1,6 @@
 terraform {
-  # optional() attribute defaults in object variables and cross-variable validation need 1.9.
-  required_version = ">= 1.9, < 2.0"
+  # optional() attribute defaults in object variable types need 1.3.
+  required_version = ">= 1.3, < 2.0"
 
   required_providers {
     google = {
@@ -9,7 +9,7 @@ terraform {
     }
     archive = {
       source  = "hashicorp/archive"
-      version = ">= 2.4, < 3.0"
+      version = ">= 2.5, < 3.0" # glob patterns in archive_file excludes
     }
   }
 }
