@@ -46,7 +46,8 @@ def model_spec(folder: VersionFolder, settings: Settings, digest: str) -> ModelS
     return ModelSpec(
         model=folder.model,
         version=folder.version,
-        alias=version_alias(folder.version),
+        # Vertex moves an alias that another version holds: `latest` follows the newest upload.
+        aliases=(version_alias(folder.version), LATEST_ALIAS),
         description=f"{folder.model}, registered by modeldrop from {folder.uri}",
         labels=labels.managed(
             {labels.MODEL: folder.model, labels.VERSION: folder.version, UPLOAD_LABEL: digest}

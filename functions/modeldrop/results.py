@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field, model_validator
 
 
 class Status(StrEnum):
@@ -48,6 +48,14 @@ class Result(BaseModel):
     operation: str | None = Field(default=None, description="Vertex long-running operation name.")
     details: dict[str, Any] = Field(default_factory=dict)
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        # A published result carries `terminal` (computed from status): reading one back ignores it.
+        if isinstance(data, dict) and "terminal" in data:
+            return {k: v for k, v in data.items() if k != "terminal"}
+        return data
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -190,7 +190,6 @@ def _register_once(
         record = record.model_copy(update={"operation": operation})
         ctx.state.update_request(record)
     version = _wait_registered(ctx, operation)
-    ctx.vertex.move_alias(folder.model, version.version_id, LATEST_ALIAS)
     details: dict[str, Any] = {
         "model_resource": version.resource,
         "version_id": version.version_id,

@@ -28,7 +28,9 @@ class ModelSpec:
 
     model: str  # the model id in the registry (= the models/<model>/ folder name)
     version: str  # the version folder
-    alias: str  # the version alias (starts with a letter)
+    aliases: tuple[
+        str, ...
+    ]  # version aliases (start with a letter); an alias moves to the new version
     description: str
     labels: dict[str, str]
     image: str
@@ -122,8 +124,6 @@ class Vertex(Protocol):
     def finish_register(self, operation: str) -> ModelVersion:
         """Wait (bounded) for a register operation; TransientError while it runs."""
         ...
-
-    def move_alias(self, model: str, version_id: str, alias: str) -> None: ...
 
     def endpoint(self, endpoint_id: str) -> Endpoint | None: ...
 
@@ -231,7 +231,7 @@ class GapicVertex:
             display_name=spec.model,
             description=spec.description,
             labels=spec.labels,
-            version_aliases=[spec.alias],
+            version_aliases=list(spec.aliases),
             version_description=f"models/{spec.model}/{spec.version}/",
             container_spec=container,
         )
@@ -263,14 +263,6 @@ class GapicVertex:
             tuple(model.version_aliases),
             dict(model.labels),
         )
-
-    def move_alias(self, model: str, version_id: str, alias: str) -> None:
-        try:
-            self._models.merge_version_aliases(
-                name=f"{self._model_name(model)}@{version_id}", version_aliases=[alias]
-            )
-        except Exception as error:
-            raise translate(error, f"moving alias {alias} of {model}") from error
 
     def _exists(self, model: str) -> bool:
         from google.api_core.exceptions import NotFound

@@ -1,0 +1,146 @@
+"""A control plane wired to the real emulators, with its own buckets and topics, for one test."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from support.builders import make_env
+from support.names import PROJECT
+
+from modeldrop.config import Settings
+from modeldrop.context import Context, build
+from modeldrop.results import Result
+
+_ids = itertools.count(1)
+CONFIG = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "head_dim": 64}
+
+
+@dataclass
+class World:
+    """Settings, the real adapters, and a pull subscription on the results topic."""
+
+    settings: Settings
+    ctx: Context
+    results_subscription: str
+    commands_subscription: str
+    seen: list[Result] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        return {f"MODELDROP_{k.upper()}": str(v) for k, v in _env_fields(self.settings).items()}
+
+    def put(self, model: str, version: str, name: str, data: bytes) -> int:
+        """Upload one file into models/<model>/<version>/; its generation."""
+        from google.cloud import storage
+
+        blob = (
+            storage.Client(project=PROJECT)
+            .bucket(self.settings.weights_bucket)
+            .blob(f"models/{model}/{version}/{name}")
+        )
+        blob.upload_from_string(data)
+        return int(blob.generation)
+
+    def results(
+        self, until: Callable[[list[Result]], bool] = lambda r: True, timeout_s: float = 10.0
+    ) -> list[Result]:
+        """Every result published so far (pulled and acked), waiting until `until` holds or time is up."""
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            response = subscriber.pull(
+                subscription=self.results_subscription, max_messages=100, timeout=5
+            )
+            if response.received_messages:
+                subscriber.acknowledge(
+                    subscription=self.results_subscription,
+                    ack_ids=[m.ack_id for m in response.received_messages],
+                )
+                self.seen += [
+                    Result.model_validate_json(m.message.data) for m in response.received_messages
+                ]
+            if until(self.seen) or time.monotonic() > deadline:
+                return list(self.seen)
+            time.sleep(0.1)
+
+    def commands(self, timeout_s: float = 5.0) -> list[dict[str, Any]]:
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+        response = subscriber.pull(
+            subscription=self.commands_subscription, max_messages=100, timeout=timeout_s
+        )
+        if response.received_messages:
+            subscriber.acknowledge(
+                subscription=self.commands_subscription,
+                ack_ids=[m.ack_id for m in response.received_messages],
+            )
+        return [json.loads(m.message.data) for m in response.received_messages]
+
+
+def make_world(vertex_url: str, **overrides: str) -> World:
+    """Fresh buckets and topics on the running emulators; `overrides` are MODELDROP_* settings (lower-case)."""
+    from google.api_core.exceptions import Conflict
+    from google.cloud import pubsub_v1, storage
+
+    n = next(_ids)
+    names = {
+        "weights_bucket": f"weights-{n}",
+        "state_bucket": f"state-{n}",
+        "commands_topic": f"commands-{n}",
+        "results_topic": f"results-{n}",
+    }
+    env = make_env(
+        project=PROJECT,
+        serving_image="us-docker.pkg.dev/modeldrop-test/test/echo:1",
+        vertex_api_endpoint=vertex_url,
+        monitoring_api_endpoint=vertex_url,
+        deploy_grace="0",
+        **{**names, **overrides},
+    )
+    settings = Settings.from_env(env)
+    client = storage.Client(project=PROJECT)
+    for bucket in (settings.weights_bucket, settings.state_bucket):
+        try:
+            client.create_bucket(bucket)
+        except Conflict:
+            pass
+    publisher = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    subscriptions = []
+    for topic in (settings.results_topic, settings.commands_topic):
+        topic_path = publisher.topic_path(PROJECT, topic)
+        publisher.create_topic(name=topic_path)
+        subscription = subscriber.subscription_path(PROJECT, f"{topic}-test")
+        subscriber.create_subscription(name=subscription, topic=topic_path)
+        subscriptions.append(subscription)
+    return World(settings, build(settings), subscriptions[0], subscriptions[1])
+
+
+def _env_fields(settings: Settings) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    fields = {k: v for k, v in asdict(settings).items() if v is not None}
+    renamed = {
+        "default_idle_ttl_s": "default_idle_ttl",
+        "deploy_grace_s": "deploy_grace",
+        "max_event_age_s": "max_event_age",
+    }
+    return {
+        renamed.get(k, k): (str(v).lower() if isinstance(v, bool) else v) for k, v in fields.items()
+    }
+
+
+def sound_files(config: dict[str, Any] | None = None) -> dict[str, bytes]:
+    """A small version folder that passes validation (the echo image never reads it)."""
+    return {
+        "config.json": json.dumps(config or CONFIG).encode(),
+        "tokenizer.json": b'{"version": "1.0"}',
+        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
+    }
