@@ -183,10 +183,11 @@ resource "google_pubsub_topic_iam_member" "commands_publisher" {
 
 # Only the invoker account may call the functions (ingress is internal as well).
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  # A gen2 function runs as the Cloud Run service of the same name; Cloud Run checks run.invoker.
   for_each = {
-    on_upload  = google_cloudfunctions2_function.on_upload.service_config[0].service
-    on_command = google_cloudfunctions2_function.on_command.service_config[0].service
-    sweep      = google_cloudfunctions2_function.sweep.service_config[0].service
+    on_upload  = google_cloudfunctions2_function.on_upload.name
+    on_command = google_cloudfunctions2_function.on_command.name
+    sweep      = google_cloudfunctions2_function.sweep.name
   }
 
   project  = var.project_id
@@ -284,10 +285,12 @@ resource "google_artifact_registry_repository_iam_member" "build_pushes_function
 
 # With a customer-managed key, the service agents that encrypt modeldrop's data must use it.
 resource "google_kms_crypto_key_iam_member" "service_agents" {
-  for_each = var.kms_key_name == null ? {} : {
-    storage          = "serviceAccount:${local.storage_service_agent}"
-    pubsub           = "serviceAccount:${local.pubsub_service_agent}"
-    artifactregistry = "serviceAccount:${local.registry_service_agent}"
+  for_each = {
+    for agent, member in {
+      storage          = "serviceAccount:${local.storage_service_agent}"
+      pubsub           = "serviceAccount:${local.pubsub_service_agent}"
+      artifactregistry = "serviceAccount:${local.registry_service_agent}"
+    } : agent => member if var.kms_key_name != null
   }
 
   crypto_key_id = var.kms_key_name

@@ -153,9 +153,9 @@ variable "functions" {
   validation {
     condition = alltrue([
       for f in [var.functions.on_upload, var.functions.on_command, var.functions.sweep] :
-      can(regex("^[0-9]+(Mi|Gi)$", f.memory)) && (f.concurrency == 1 || tonumber(f.cpu) >= 1)
+      can(regex("^[0-9]+(Mi|Gi)$", f.memory)) && can(tonumber(f.cpu)) && (f.concurrency == 1 || try(tonumber(f.cpu), 0) >= 1)
     ])
-    error_message = "memory is like 512Mi or 2Gi; a concurrency above 1 needs cpu >= 1."
+    error_message = "memory is like 512Mi or 2Gi, cpu a number like 0.5, 1 or 2; a concurrency above 1 needs cpu >= 1."
   }
 
   validation {
