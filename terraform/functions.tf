@@ -52,6 +52,7 @@ resource "google_cloudfunctions2_function" "on_upload" {
   }
 
   depends_on = [
+    google_project_service.this,
     google_project_iam_member.storage_agent_publishes_events,
     google_project_iam_member.invoker_receives_events,
     google_project_iam_member.build,
@@ -99,6 +100,7 @@ resource "google_cloudfunctions2_function" "on_command" {
   # messagePublished CloudEvent Eventarc would send.
 
   depends_on = [
+    google_project_service.this,
     google_project_iam_member.build,
     google_artifact_registry_repository_iam_member.build_pushes_functions,
     google_storage_bucket_iam_member.build_reads_source,
@@ -142,6 +144,7 @@ resource "google_cloudfunctions2_function" "sweep" {
   # No event_trigger: the modeldrop-sweep push subscription delivers the scheduler's ticks.
 
   depends_on = [
+    google_project_service.this,
     google_project_iam_member.build,
     google_artifact_registry_repository_iam_member.build_pushes_functions,
     google_storage_bucket_iam_member.build_reads_source,
