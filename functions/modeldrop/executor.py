@@ -20,7 +20,7 @@ from modeldrop.commands import (
     parse_command,
 )
 from modeldrop.context import Context
-from modeldrop.errors import PermanentError
+from modeldrop.errors import ConflictError, PermanentError
 from modeldrop.events import PubSubMessage
 from modeldrop.layout import VersionFolder
 from modeldrop.registry import LATEST_ALIAS, version_alias
@@ -90,6 +90,7 @@ def execute(command: Command, ctx: Context, now: datetime) -> Result | None:
             return register(folder, ctx, now, request_id=command.request_id)
         assert endpoint is not None  # every other command names (or implies) an endpoint
         with ctx.state.lease(endpoint, command.request_id, now):
+            _not_busy(ctx, endpoint, command.request_id)
             result = _HANDLERS[type(command)](command, ctx, now, base)
     except PermanentError as error:
         result = Result(status=Status.FAILED, message=str(error), reasons=error.reasons, **base)
@@ -384,6 +385,15 @@ _HANDLERS = {
     DeleteEndpoint: _delete_endpoint,
     Wake: _wake,
 }
+
+
+def _not_busy(ctx: Context, endpoint: str, request_id: str) -> None:
+    """One operation at a time per endpoint: Vertex splits traffic only over what is deployed."""
+    others = sorted(
+        {r.request_id for r in ctx.state.operations(endpoint) if r.request_id != request_id}
+    )
+    if others:
+        raise ConflictError(f"endpoint {endpoint} is busy with {', '.join(others)}; retrying later")
 
 
 def _managed_endpoint(ctx: Context, endpoint_id: str, wanted: dict[str, str]) -> Endpoint:

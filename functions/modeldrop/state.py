@@ -180,9 +180,11 @@ class StateStore:
     def record_operation(self, record: OperationRecord) -> None:
         self._storage.write(self._bucket, record.key, record.model_dump_json().encode())
 
-    def operations(self) -> list[OperationRecord]:
+    def operations(self, endpoint: str | None = None) -> list[OperationRecord]:
+        """Every recorded operation (or intent), or those on one endpoint."""
+        prefix = "operations/" if endpoint is None else f"operations/{endpoint}/"
         found = []
-        for obj in self._storage.list_objects(self._bucket, "operations/"):
+        for obj in self._storage.list_objects(self._bucket, prefix):
             current = self._storage.read(self._bucket, obj.name)
             if current is not None:
                 found.append(OperationRecord.model_validate_json(current.data))

@@ -1,0 +1,174 @@
+"""on_command's logic over the wire: deploys start and return, duplicates, leases, bad and old commands."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from functions.world import World, make_world, sound_files
+from support.builders import make_command
+
+from modeldrop.errors import ConflictError
+from modeldrop.events import PubSubMessage, StorageObject
+from modeldrop.executor import on_message
+from modeldrop.results import Result, Status
+from modeldrop.sweeper import sweep
+from modeldrop.uploads import on_object
+
+pytestmark = pytest.mark.stack
+
+
+def message(body: dict[str, Any] | bytes, publish_time: datetime | None = None) -> PubSubMessage:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return PubSubMessage(data=data, message_id="m-1", publish_time=publish_time)
+
+
+def registered(world: World, model: str, version: str = "v1") -> None:
+    for name, data in sound_files().items():
+        world.put(model, version, name, data)
+    obj = StorageObject(
+        bucket=world.settings.weights_bucket,
+        name=f"models/{model}/{version}/config.json",
+        generation=1,
+    )
+    result = on_object(obj, world.ctx, datetime.now(UTC))
+    assert result is not None and result.status is Status.REGISTERED
+
+
+def deploy(model: str, **overrides: Any) -> dict[str, Any]:
+    """A CPU-only deploy command (the emulator runs the echo image)."""
+    body = make_command("deploy", model=model, machine_type="n1-standard-4", **overrides)
+    return {**body, "accelerator": None}
+
+
+def sweep_until(world: World, request_id: str, timeout_s: float = 30.0) -> Result:
+    """Run the sweep until `request_id` has its terminal result (deploys of the echo image take ~1 s)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sweep(world.ctx, datetime.now(UTC))
+        done = [r for r in world.results(timeout_s=0) if r.request_id == request_id and r.terminal]
+        if done:
+            return done[0]
+        time.sleep(0.3)
+    raise AssertionError(f"no terminal result for {request_id} after {timeout_s} s")
+
+
+def test_a_deploy_starts_returns_and_the_sweep_reports_ready(vertex_url: str) -> None:
+    """The function returns `accepted` without waiting; the sweep publishes `ready`; duplicates change nothing."""
+    world = make_world(vertex_url)
+    registered(world, "deploy-me")
+    command = deploy("deploy-me", idle_ttl="45m")
+    accepted = on_message(message(command), world.ctx, datetime.now(UTC))
+    assert accepted is not None and accepted.status is Status.ACCEPTED and accepted.operation
+    assert on_message(message(command), world.ctx, datetime.now(UTC)) is None
+    ready = sweep_until(world, command["request_id"])
+    assert ready.status is Status.READY
+    endpoint = world.ctx.vertex.endpoint("deploy-me")
+    assert endpoint is not None and len(endpoint.deployments) == 1
+    assert (
+        endpoint.labels["modeldrop-idle-ttl"] == "45m"
+        and endpoint.labels["managed-by"] == "modeldrop"
+    )
+    terminal = [
+        r
+        for r in world.results(timeout_s=0)
+        if r.request_id == command["request_id"] and r.terminal
+    ]
+    assert len(terminal) == 1
+
+
+def test_a_held_lease_makes_a_conflicting_command_retry(vertex_url: str) -> None:
+    """While another request holds the endpoint, a command raises ConflictError (retried), then succeeds."""
+    world = make_world(vertex_url)
+    registered(world, "contended")
+    now = datetime.now(UTC)
+    generation = world.ctx.state.acquire("contended", "someone-else", now)
+    command = deploy("contended")
+    with pytest.raises(ConflictError):
+        on_message(message(command), world.ctx, now)
+    world.ctx.state.release("contended", generation)
+    retried = on_message(message(command), world.ctx, now)
+    assert retried is not None and retried.status is Status.ACCEPTED
+
+
+def test_a_second_command_waits_for_the_first_operation_on_its_endpoint(vertex_url: str) -> None:
+    """A canary deploy sent while the first deploy runs is retried (ConflictError), then splits 90/10."""
+    world = make_world(vertex_url)
+    registered(world, "canary", "v1")
+    registered(world, "canary", "v2")
+    first = deploy("canary", version="v1")
+    second = deploy("canary", version="v2", traffic_percent=10)
+    assert on_message(message(first), world.ctx, datetime.now(UTC)) is not None
+    with pytest.raises(ConflictError):
+        on_message(message(second), world.ctx, datetime.now(UTC))
+    assert sweep_until(world, first["request_id"]).status is Status.READY
+    assert on_message(message(second), world.ctx, datetime.now(UTC)) is not None
+    assert sweep_until(world, second["request_id"]).status is Status.READY
+    endpoint = world.ctx.vertex.endpoint("canary")
+    assert endpoint is not None
+    shares = {d.version: endpoint.traffic_split.get(d.id, 0) for d in endpoint.deployments}
+    assert shares == {"v1": 90, "v2": 10}
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{not json", "invalid command"),
+        ({**make_command("deploy"), "action": "explode"}, "action"),
+        (make_command("deploy", model="gemma-tiny", colour="blue"), "colour"),
+        (deploy("no-such-model"), "has no version"),
+        (
+            make_command(
+                "deploy",
+                model="never-uploaded",
+                accelerator="NVIDIA_L4",
+                machine_type="n1-standard-4",
+            ),
+            "has no version",
+        ),
+        (make_command("undeploy", endpoint="no-such-endpoint"), "does not exist"),
+        (make_command("scale", endpoint="no-such-endpoint"), "does not exist"),
+        (make_command("traffic", endpoint="no-such-endpoint"), "does not exist"),
+        (make_command("wake", endpoint="no-such-endpoint"), "nothing was torn down"),
+        (make_command("register", model="gemma-tiny", version="missing"), "is missing"),
+    ],
+)
+def test_bad_commands_fail_once_with_a_reason(vertex_url: str, body: Any, needle: str) -> None:
+    """Each bad command gets one `failed` result naming the problem, and is acknowledged (no raise)."""
+    world = make_world(vertex_url)
+    result = on_message(message(body), world.ctx, datetime.now(UTC))
+    assert result is not None and result.status in (Status.FAILED, Status.REJECTED)
+    assert needle in result.message + " ".join(result.reasons)
+    assert on_message(message(body), world.ctx, datetime.now(UTC)) is None
+    published = world.results(until=lambda rs: len(rs) >= 1, timeout_s=5)
+    assert [r.status for r in published] == [result.status]
+
+
+def test_a_bad_machine_combination_fails_before_any_vertex_call(vertex_url: str) -> None:
+    """A machine that can't take the accelerator fails with the machines that can."""
+    world = make_world(vertex_url)
+    registered(world, "machines")
+    body = make_command(
+        "deploy", model="machines", accelerator="NVIDIA_L4", machine_type="n1-standard-4"
+    )
+    result = on_message(message(body), world.ctx, datetime.now(UTC))
+    assert result is not None and result.status is Status.FAILED
+    assert "g2-standard-12" in " ".join(result.reasons)
+    assert world.ctx.vertex.endpoint("machines") is None
+
+
+def test_old_commands_are_dropped_with_a_result(vertex_url: str) -> None:
+    """A command published longer ago than the maximum age gets `dropped` and does nothing."""
+    world = make_world(vertex_url, max_event_age="1h")
+    registered(world, "too-late")
+    result = on_message(
+        message(deploy("too-late"), datetime.now(UTC) - timedelta(hours=2)),
+        world.ctx,
+        datetime.now(UTC),
+    )
+    assert result is not None and result.status is Status.DROPPED
+    assert world.ctx.vertex.endpoint("too-late") is None
