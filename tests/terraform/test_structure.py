@@ -13,7 +13,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from modeldrop import config
+from modeldrop import config, labels
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "terraform"
@@ -389,3 +389,52 @@ def test_subscriptions_feed_the_function_named_for_them() -> None:
             assert endpoint.startswith(
                 f"${{google_cloudfunctions2_function.{name}.service_config[0].uri}}"
             )
+
+
+LABELLED = (
+    "google_storage_bucket",
+    "google_pubsub_topic",
+    "google_pubsub_subscription",
+    FUNCTION,
+    "google_artifact_registry_repository",
+)
+
+
+def test_labelled_resources_carry_the_managed_by_label_of_the_code() -> None:
+    """Buckets, topics, subscriptions, functions and repositories carry managed-by=modeldrop as labels.py spells it."""
+    merged = local("labels")
+    assert f'{{"{labels.MANAGED_BY}" = "{labels.MANAGED_BY_VALUE}"}}' in merged
+    unlabelled = [
+        f"{kind}.{name}"
+        for (kind, name), body in resources().items()
+        if kind in LABELLED and body.get("labels") != "${local.labels}"
+    ]
+    assert not unlabelled
+
+
+# The API each kind of resource (or call made by the functions) needs.
+APIS = {
+    "google_storage_": "storage.googleapis.com",
+    "google_pubsub_": "pubsub.googleapis.com",
+    "google_cloudfunctions2_": "cloudfunctions.googleapis.com",
+    "google_cloud_run_": "run.googleapis.com",
+    "google_cloud_scheduler_": "cloudscheduler.googleapis.com",
+    "google_artifact_registry_": "artifactregistry.googleapis.com",
+    "google_service_account": "iam.googleapis.com",
+}
+
+
+def test_every_api_the_module_and_the_functions_use_is_enabled() -> None:
+    """The module enables the API behind each of its resource kinds, plus the builds, triggers, Vertex AI and Monitoring."""
+    services = of_type("google_project_service")["this"]
+    enabled = set(re.findall(r'"([a-z]+\.googleapis\.com)"', services["for_each"]))
+    needed = {
+        api for (kind, _) in resources() for prefix, api in APIS.items() if kind.startswith(prefix)
+    }
+    needed |= {
+        "cloudbuild.googleapis.com",  # gen2 functions are built by Cloud Build
+        "eventarc.googleapis.com",  # the on_upload storage trigger
+        "aiplatform.googleapis.com",  # what the functions manage
+        "monitoring.googleapis.com",  # what the sweep reads
+    }
+    assert needed <= enabled, f"not enabled: {sorted(needed - enabled)}"
