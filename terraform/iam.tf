@@ -103,7 +103,7 @@ resource "google_project_iam_custom_role" "sweeper" {
 }
 
 # Vertex AI endpoints and models take no resource-level grants, and Monitoring reads are
-# project-wide: these are the only project-level grants to modeldrop's own accounts.
+# project-wide: these are the only project-level grants to the functions' accounts.
 resource "google_project_iam_member" "functions" {
   for_each = {
     "on_upload/registrar" = { role = google_project_iam_custom_role.registrar.id, member = google_service_account.on_upload.member }
