@@ -1,0 +1,77 @@
+"""Serving errors and the one table that maps them to HTTP status codes and OpenAI-style bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServingError(Exception):
+    """Root of the errors a request can end in; `kind` is the OpenAI error type."""
+
+    kind = "internal_error"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BadRequest(ServingError):
+    """The request is malformed or asks for something outside the limits; the client must change it."""
+
+    kind = "invalid_request_error"
+
+
+class PayloadTooLarge(ServingError):
+    """The body is larger than the configured maximum."""
+
+    kind = "invalid_request_error"
+
+
+class NotFound(ServingError):
+    """The request names a model this container does not serve."""
+
+    kind = "not_found_error"
+
+
+class Unavailable(ServingError):
+    """Not serving right now (loading, draining, or the engine died); the client may retry elsewhere."""
+
+    kind = "service_unavailable"
+
+
+class EngineFailure(ServingError):
+    """The engine failed while generating."""
+
+    kind = "internal_error"
+
+
+STATUS: dict[type[ServingError], int] = {
+    BadRequest: 400,
+    NotFound: 404,
+    PayloadTooLarge: 413,
+    Unavailable: 503,
+    EngineFailure: 500,
+    ServingError: 500,
+}
+
+
+def status_of(error: ServingError) -> int:
+    """The HTTP status for `error`, by the first class in its MRO that the table names."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(error: ServingError) -> dict[str, Any]:
+    """The OpenAI error envelope, which the openai client turns into its own exception types."""
+    status = status_of(error)
+    return {
+        "error": {
+            "message": error.message,
+            "type": error.kind,
+            "param": error.param,
+            "code": status,
+        }
+    }
