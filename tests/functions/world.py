@@ -96,14 +96,14 @@ def make_world(vertex_url: str, **overrides: str) -> World:
         "commands_topic": f"commands-{n}",
         "results_topic": f"results-{n}",
     }
-    env = make_env(
-        project=PROJECT,
-        serving_image="us-docker.pkg.dev/modeldrop-test/test/echo:1",
-        vertex_api_endpoint=vertex_url,
-        monitoring_api_endpoint=vertex_url,
-        deploy_grace="0",
-        **{**names, **overrides},
-    )
+    defaults = {
+        "project": PROJECT,
+        "serving_image": "us-docker.pkg.dev/modeldrop-test/test/echo:1",
+        "vertex_api_endpoint": vertex_url,
+        "monitoring_api_endpoint": vertex_url,
+        "deploy_grace": "0",
+    }
+    env = make_env(**{**defaults, **names, **overrides})
     settings = Settings.from_env(env)
     client = storage.Client(project=PROJECT)
     for bucket in (settings.weights_bucket, settings.state_bucket):
