@@ -41,6 +41,16 @@ def content_digest(generations: Iterable[int]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _serving_args(folder: VersionFolder, settings: Settings) -> list[str]:
+    """`python -m serving` flags: the pinned folder, the name clients use, and what the policy allows."""
+    args = ["--model", folder.uri, "--served-model-name", folder.model]
+    if settings.allow_remote_code:
+        args.append("--trust-remote-code")
+    if settings.allow_pickle:
+        args.append("--allow-unsafe-weights")
+    return args
+
+
 def model_spec(folder: VersionFolder, settings: Settings, digest: str) -> ModelSpec:
     """The model version to register for `folder`, served by the modeldrop serving image."""
     return ModelSpec(
@@ -54,7 +64,7 @@ def model_spec(folder: VersionFolder, settings: Settings, digest: str) -> ModelS
         ),
         image=settings.serving_image,
         # The container reads the pinned folder itself (weights are referenced, not copied).
-        args=["--model", folder.uri],
+        args=_serving_args(folder, settings),
         env={},
         port=SERVING_PORT,
         predict_route=PREDICT_ROUTE,
