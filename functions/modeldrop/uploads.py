@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -179,7 +180,27 @@ def _register_once(
     prior = ctx.state.claim(record)
     if prior is not None and prior.state is RequestState.DONE:
         return None  # a duplicate event: the terminal result is already out
+    # A folder's files notify at once, and each notification may come twice: without a lock held
+    # by this invocation alone, two of them both find no version and both register one. A lost
+    # race raises ConflictError (retried); the retry finds the request done.
+    holder = f"{rid}#{uuid.uuid4().hex[:8]}"
+    with ctx.state.lease(f"register.{folder.model}.{folder.version}", holder, now):
+        return _register_locked(folder, ctx, now, record, digest, base)
+
+
+def _register_locked(
+    folder: VersionFolder,
+    ctx: Context,
+    now: datetime,
+    record: RequestRecord,
+    digest: str,
+    base: dict[str, Any],
+) -> Result | None:
+    prior = ctx.state.request(record.request_id)
+    if prior is not None and prior.state is RequestState.DONE:
+        return None  # the invocation that held the lease before us finished it
     operation = prior.operation if prior is not None else None
+    rid = record.request_id
     alias = version_alias(folder.version)
     if operation is None:
         existing = ctx.vertex.model_version(folder.model, alias)
