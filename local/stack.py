@@ -233,7 +233,14 @@ def _start_background(
     logs = config.logs_dir
     vertex_argv = [python, "-m", "local.vertex", "--port", str(ports.vertex)]
     vertex_argv += ["--data-dir", str(config.data_dir / "vertex")]
-    children["vertex"] = start("vertex", vertex_argv, logs / "vertex.log", env=env, cwd=REPO_ROOT)
+    # Deployments inherit the emulator's environment, as a container inherits its image's.
+    vertex_env = {
+        "MODELDROP_SERVING_GPU_MEMORY_UTILIZATION": str(config.serving_memory_utilization),
+        **env,
+    }
+    children["vertex"] = start(
+        "vertex", vertex_argv, logs / "vertex.log", env=vertex_env, cwd=REPO_ROOT
+    )
     urls["vertex"] = (
         f"http://127.0.0.1:{ports.vertex}/v1/projects/{config.project}"
         f"/locations/{config.region}/endpoints"

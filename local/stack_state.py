@@ -63,6 +63,9 @@ class StackConfig:
     default_idle_ttl: str = "30m"
     deploy_grace: str = "60s"
     memory_gcs: bool = False
+    # vLLM reserves this share of memory per deployment; on the CPU backend it is a share of RAM,
+    # and vLLM's 0.9 default leaves nothing for a second engine or the rest of the stack.
+    serving_memory_utilization: float = 0.15
     # The functions' entry points; another checkout's for trying changes against a running stack.
     functions_source: Path = REPO_ROOT / "functions" / "main.py"
 

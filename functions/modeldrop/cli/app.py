@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("endpoint")
     p.add_argument("message", nargs="*", help="the message (default: read stdin)")
     p.add_argument("--system", help="a system message")
+    p.add_argument("--model", help="the served model name (default: the endpoint's deployed model)")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float)
     p.set_defaults(handler=serve.chat)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from functools import cache
@@ -18,6 +19,14 @@ if TYPE_CHECKING:
 
 # A subscription the CLI forgets to delete (a killed process) disappears by itself after a day.
 EXPIRE_AFTER_S = 24 * 3600
+
+
+def parse_result(data: bytes) -> Result:
+    """A published result; `terminal` is computed from the status, so a copy of it in the body is dropped."""
+    body = json.loads(data)
+    if isinstance(body, dict):
+        body.pop("terminal", None)
+    return Result.model_validate(body)
 
 
 class ResultFeed(Protocol):
@@ -91,8 +100,8 @@ class PubSubResultFeed:
         results = []
         for received in response.received_messages:
             try:
-                result = Result.model_validate_json(received.message.data)
-            except ValidationError:
+                result = parse_result(received.message.data)
+            except (ValidationError, ValueError):
                 sys.stderr.write(
                     f"note: skipped a message that is not a result: {received.message.message_id}\n"
                 )

@@ -40,6 +40,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     up.add_argument(
         "--memory", action="store_true", help="keep GCS objects in memory, not in the data folder"
     )
+    up.add_argument(
+        "--serving-memory-utilization",
+        type=float,
+        default=0.15,
+        help="vLLM's memory share per deployment (on the CPU: of RAM; default 0.15)",
+    )
     up.add_argument("--project", default="modeldrop-local", help="the emulated project id")
     up.add_argument("--region", default="us-central1", help="the emulated region")
     up.set_defaults(handler=local_up)
@@ -79,6 +85,7 @@ def local_up(ctx: Context) -> int:
         default_idle_ttl=a.default_idle_ttl,
         deploy_grace=a.deploy_grace,
         memory_gcs=a.memory,
+        serving_memory_utilization=a.serving_memory_utilization,
     )
     started = time.monotonic()
     ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
@@ -146,5 +153,5 @@ def local_status(ctx: Context) -> int:
 def local_vertex(ctx: Context) -> int:
     from local.vertex.__main__ import main as vertex_main
 
-    vertex_main(list(ctx.args.vertex_args))
-    return EXIT_OK
+    code: int = vertex_main(list(ctx.args.vertex_args))
+    return code

@@ -80,12 +80,34 @@ def openai_client(profile: Profile, endpoint: str) -> Any:
     )
 
 
+def served_model(profile: Profile, endpoint: str) -> str:
+    """The name the endpoint's serving container answers to: its main deployment's model name.
+
+    The OpenAI API names a model in every request; modeldrop registers each version with
+    `--served-model-name <model>`, and the endpoint's deployments say which model that is.
+    """
+    from modeldrop.vertex import GapicVertex
+
+    found = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint).endpoint(
+        endpoint
+    )
+    if found is None:
+        raise NotFound(f"endpoint {endpoint!r} not found in {profile.project}/{profile.region}")
+    if not found.deployments:
+        raise PermanentError(
+            f"endpoint {endpoint!r} has nothing deployed: `modeldrop deploy` first"
+        )
+    main = max(found.deployments, key=lambda d: found.traffic_split.get(d.id, 0))
+    return main.model or endpoint
+
+
 def stream_chat(
     profile: Profile,
     endpoint: str,
     messages: list[dict[str, str]],
     max_tokens: int,
     temperature: float | None,
+    model: str | None = None,
 ) -> Iterator[str]:
     """The assistant's reply, piece by piece, as the endpoint streams it."""
     import openai
@@ -94,7 +116,11 @@ def stream_chat(
     extra: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
     try:
         stream = client.chat.completions.create(
-            model=endpoint, messages=messages, max_tokens=max_tokens, stream=True, **extra
+            model=model or served_model(profile, endpoint),
+            messages=messages,
+            max_tokens=max_tokens,
+            stream=True,
+            **extra,
         )
         for chunk in stream:
             for choice in chunk.choices:
@@ -129,8 +155,23 @@ def predict(ctx: Context) -> int:
         ctx.print(json.dumps(answer, indent=2))
     else:
         for prediction in answer.get("predictions", []):
-            ctx.print(prediction if isinstance(prediction, str) else json.dumps(prediction))
+            ctx.print(prediction_text(prediction))
     return EXIT_OK
+
+
+def prediction_text(prediction: Any) -> str:
+    """The generated text of one prediction (completion or chat shaped); JSON for other shapes."""
+    if isinstance(prediction, str):
+        return prediction
+    if isinstance(prediction, dict) and prediction.get("choices"):
+        choice = prediction["choices"][0]
+        if isinstance(choice, dict):
+            text = choice.get("text")
+            if text is None and isinstance(choice.get("message"), dict):
+                text = choice["message"].get("content")
+            if isinstance(text, str):
+                return text
+    return json.dumps(prediction)
 
 
 def chat(ctx: Context) -> int:
@@ -141,7 +182,8 @@ def chat(ctx: Context) -> int:
     messages = ([{"role": "system", "content": a.system}] if a.system else []) + [
         {"role": "user", "content": text}
     ]
-    for piece in stream_chat(ctx.profile(), a.endpoint, messages, a.max_tokens, a.temperature):
+    pieces = stream_chat(ctx.profile(), a.endpoint, messages, a.max_tokens, a.temperature, a.model)
+    for piece in pieces:
         ctx.out.write(piece)
         ctx.out.flush()
     ctx.out.write("\n")
