@@ -7,8 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from local.vertex import listing, naming
-from local.vertex.app import emulator, fault, parse
-from local.vertex.errors import invalid
+from local.vertex.app import body_object, emulator, fault, page_size, parse
 from local.vertex.resources import (
     DeployModelRequest,
     Endpoint,
@@ -41,7 +40,7 @@ async def list_endpoints(request: Request, project: str, location: str) -> dict[
     items = emulator(request).endpoints.find(
         naming.location(project, location), params.get("filter", "")
     )
-    chunk, token = listing.page(items, int(params.get("pageSize") or 0), params.get("pageToken"))
+    chunk, token = listing.page(items, page_size(request), params.get("pageToken"))
     answer: dict[str, Any] = {"endpoints": [e.wire() for e in chunk]}
     if token:
         answer["nextPageToken"] = token
@@ -85,9 +84,7 @@ async def get_endpoint(
 async def update_endpoint(
     request: Request, project: str, location: str, endpoint: str
 ) -> dict[str, Any]:
-    patch = await request.json()
-    if not isinstance(patch, dict):
-        raise invalid("The request body must be an Endpoint object.")
+    patch = await body_object(request)
     paths = naming.mask_paths(request.query_params.get("updateMask"))
     return (
         emulator(request).endpoints.update(_name(project, location, endpoint), patch, paths).wire()

@@ -7,7 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from local.vertex import listing, naming
-from local.vertex.app import emulator, fault, parse
+from local.vertex.app import body_object, emulator, fault, page_size, parse
+from local.vertex.errors import invalid
 from local.vertex.resources import Model, UploadModelRequest
 
 router = APIRouter()
@@ -21,7 +22,7 @@ def _name(project: str, location: str, model: str) -> str:
 
 def _page(request: Request, items: list[Model]) -> dict[str, Any]:
     params = request.query_params
-    chunk, token = listing.page(items, int(params.get("pageSize") or 0), params.get("pageToken"))
+    chunk, token = listing.page(items, page_size(request), params.get("pageToken"))
     answer: dict[str, Any] = {"models": [m.wire() for m in chunk]}
     if token:
         answer["nextPageToken"] = token
@@ -53,6 +54,18 @@ async def delete_version(
     return emulator(request).registry.delete_version(_name(project, location, model)).wire()
 
 
+@router.post(MODEL + ":mergeVersionAliases", dependencies=[Depends(fault("MergeVersionAliases"))])
+async def merge_version_aliases(
+    request: Request, project: str, location: str, model: str
+) -> dict[str, Any]:
+    body = await body_object(request)
+    aliases = body.get("versionAliases", body.get("version_aliases", []))
+    if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+        raise invalid("version_aliases must be a list of strings.")
+    name = _name(project, location, model)
+    return emulator(request).registry.merge_aliases(name, aliases).wire()
+
+
 @router.get(LOCATION + "/models", dependencies=[Depends(fault("ListModels"))])
 async def list_models(request: Request, project: str, location: str) -> dict[str, Any]:
     registry = emulator(request).registry
@@ -69,7 +82,7 @@ async def get_model(request: Request, project: str, location: str, model: str) -
 
 @router.patch(MODEL, dependencies=[Depends(fault("UpdateModel"))])
 async def update_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
-    patch = await request.json()
+    patch = await body_object(request)
     paths = naming.mask_paths(request.query_params.get("updateMask"))
     updated = emulator(request).registry.update(_name(project, location, model), patch, paths)
     return updated.wire()

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from local.vertex import listing
-from local.vertex.app import emulator, fault
+from local.vertex.app import emulator, fault, page_size
 from local.vertex.monitoring import Query
 
 router = APIRouter()
@@ -18,7 +18,7 @@ async def list_time_series(request: Request, project: str) -> dict[str, Any]:
     query = Query.parse(request.query_params.multi_items())
     series = emulator(request).counts.query(project, query)
     params = request.query_params
-    chunk, token = listing.page(series, int(params.get("pageSize") or 0), params.get("pageToken"))
+    chunk, token = listing.page(series, page_size(request), params.get("pageToken"))
     answer: dict[str, Any] = {"timeSeries": chunk, "unit": "1"}
     if token:
         answer["nextPageToken"] = token

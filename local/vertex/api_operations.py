@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, Request
 
 from local.vertex import listing
-from local.vertex.app import emulator, fault
+from local.vertex.app import emulator, fault, page_size
 from local.vertex.errors import ApiError, invalid, not_found
 
 router = APIRouter()
@@ -28,7 +28,7 @@ def _operation(request: Request, name: str) -> dict[str, Any]:
 def _list(request: Request, parent: str) -> dict[str, Any]:
     params = request.query_params
     mine = [o for n, o in emulator(request).store.operations.items() if n.startswith(parent + "/")]
-    chunk, token = listing.page(mine, int(params.get("pageSize") or 0), params.get("pageToken"))
+    chunk, token = listing.page(mine, page_size(request), params.get("pageToken"))
     answer: dict[str, Any] = {"operations": [o.wire() for o in chunk]}
     if token:
         answer["nextPageToken"] = token

@@ -39,7 +39,7 @@ class Emulator:
         self.registry = Registry(self.store)
         self.endpoints = Endpoints(self.store)
         self.faults = Faults(settings.faults)
-        self.deployments = Deployments(settings, data_dir / "logs")
+        self.deployments = Deployments(settings, data_dir)
         self.rollout = Rollout(self.endpoints, self.registry, self.deployments, self.faults)
         self.counts = PredictionCounts(
             settings.data_dir / "prediction_counts.log" if settings.data_dir else None
@@ -75,6 +75,25 @@ async def parse(request: Request, cls: type[M]) -> M:
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
         )
         raise invalid(f"Invalid JSON payload received: {problems}.") from error
+
+
+async def body_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (for PATCH bodies applied through an update mask)."""
+    try:
+        body: Any = await request.json()
+    except ValueError as error:
+        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    if not isinstance(body, dict):
+        raise invalid("Invalid JSON payload received: the body must be a JSON object.")
+    return body
+
+
+def page_size(request: Request) -> int:
+    text = request.query_params.get("pageSize") or "0"
+    try:
+        return int(text)
+    except ValueError as error:
+        raise invalid(f"page_size must be an integer, got {text!r}.") from error
 
 
 async def _api_error(_request: Request, error: Exception) -> JSONResponse:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from local import processes
-from local.vertex.errors import precondition
+from local.vertex.errors import invalid, precondition
 from local.vertex.resources import MachineSpec, Model
 from local.vertex.settings import Settings
 
@@ -20,6 +21,7 @@ NEVER_READY = (
     "Model server never became ready. Please validate that your model file or container "
     "configuration are valid."
 )
+MAX_DEPLOYMENT_TIMEOUT_S = 7200.0
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -68,13 +70,52 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _REFERENCE.sub(lambda m: env.get(m.group(1), m.group(0)), text)
 
 
+def deadline_s(model: Model, default: float) -> float:
+    """The model's containerSpec.deploymentTimeout (a Duration, at most 2 hours), else `default`."""
+    text = model.container_spec.deployment_timeout if model.container_spec else None
+    if not text:
+        return default
+    try:
+        seconds = float(text.removesuffix("s"))
+    except ValueError as error:
+        raise invalid(
+            f"containerSpec.deploymentTimeout must look like '1800s', not {text!r}."
+        ) from error
+    if not 0 < seconds <= MAX_DEPLOYMENT_TIMEOUT_S:
+        raise invalid("containerSpec.deploymentTimeout must be positive and at most 2 hours.")
+    return seconds
+
+
 class Deployments:
     """Every running deployment, keyed by `endpoint/deployedModels/id`."""
 
-    def __init__(self, settings: Settings, logs_dir: Path) -> None:
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
         self.settings = settings
-        self.logs_dir = logs_dir
+        self.logs_dir = data_dir / "logs"
+        # One file per live process, so a restart after a crash can stop what it left behind.
+        self.pids_dir = data_dir / "pids"
+        self.pids_dir.mkdir(parents=True, exist_ok=True)
         self.running: dict[str, Deployment] = {}
+
+    def reap_orphans(self) -> int:
+        """Stop deployment processes a killed emulator left running; how many were stopped."""
+        stopped = 0
+        for path in self.pids_dir.glob("*.json"):
+            try:
+                record = json.loads(path.read_text())
+                cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)
+                continue
+            # Only a process still running our exact argv is ours: PIDs get reused.
+            if cmdline.split(b"\0")[:-1] == [a.encode() for a in record["argv"]]:
+                processes.stop_pid(int(record["pid"]))
+                stopped += 1
+            path.unlink(missing_ok=True)
+        return stopped
+
+    def _pid_file(self, spec: LaunchSpec) -> Path:
+        return self.pids_dir / f"{spec.endpoint_id}-{spec.deployed_model_id}.json"
 
     def check_image(self, model: Model) -> list[str]:
         """The command the model's image runs as, or FAILED_PRECONDITION saying how to map it."""
@@ -125,20 +166,22 @@ class Deployments:
         env, health, predict = self.environment(spec, port)
         argv = command + [expand(arg, env) for arg in spec.model.container_spec.args]
         log_path = self.logs_dir / f"{spec.endpoint_id}-{spec.deployed_model_id}.log"
+        timeout_s = deadline_s(spec.model, self.settings.deploy_timeout_s)
         child = processes.start(spec.key, argv, log_path, env=env)
+        self._pid_file(spec).write_text(json.dumps({"pid": child.pid, "argv": argv}))
         deployment = Deployment(spec, port, health, predict, child)
         self.running[spec.key] = deployment
         try:
-            await self._wait_ready(deployment)
+            await self._wait_ready(deployment, timeout_s)
         except BaseException:
             await self.stop(spec.key)
             raise
         deployment.state = State.READY
         return deployment
 
-    async def _wait_ready(self, deployment: Deployment) -> None:
+    async def _wait_ready(self, deployment: Deployment, timeout_s: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.deploy_timeout_s
+        deadline = loop.time() + timeout_s
         url = deployment.base_url + deployment.health_route
         async with httpx.AsyncClient(timeout=2.0) as client:
             while loop.time() < deadline:
@@ -156,7 +199,7 @@ class Deployments:
                 await asyncio.sleep(0.2)
         raise precondition(
             f"{NEVER_READY} Its health route {deployment.health_route} did not answer 200 within "
-            f"{self.settings.deploy_timeout_s:.0f}s. Last log lines:\n"
+            f"{timeout_s:.0f}s. Last log lines:\n"
             f"{deployment.child.log_tail(20)}"
         )
 
@@ -167,6 +210,7 @@ class Deployments:
             return
         deployment.state = State.STOPPED
         await asyncio.to_thread(processes.stop, deployment.child, 10.0)
+        self._pid_file(deployment.spec).unlink(missing_ok=True)
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(key) for key in list(self.running)))

@@ -129,6 +129,23 @@ class Registry:
         self.store.save_model(self.record(name))
         return model
 
+    def merge_aliases(self, name: str, changes: list[str]) -> Model:
+        """Add aliases to one version (taking them from others); `-alias` removes one."""
+        record = self.record(name)
+        model = self.get(name)
+        removed = [c[1:] for c in changes if c.startswith("-")]
+        added = [c for c in changes if not c.startswith("-")]
+        naming.check_aliases(added + removed)
+        if DEFAULT_ALIAS in removed:
+            raise invalid("The default alias cannot be removed; give it to another version.")
+        for other in record.versions:
+            other.version_aliases = [a for a in other.version_aliases if a not in added]
+        model.version_aliases = [a for a in model.version_aliases if a not in removed] + added
+        model.version_update_time = model.update_time = operations.now()
+        model.etag = _etag(model)
+        self.store.save_model(record)
+        return model
+
     def delete(self, name: str) -> Operation:
         """Delete every version; refused while any of them is deployed."""
         record = self.record(name)

@@ -72,6 +72,7 @@ class ContainerSpec(Wire):
     ports: list[Port] = Field(default_factory=list)
     predict_route: str | None = None
     health_route: str | None = None
+    deployment_timeout: str | None = None  # a Duration, e.g. "1800s"
 
 
 class DeployedModelRef(Wire):

@@ -8,7 +8,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from local.vertex import naming, operations, traffic
-from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State
+from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State, deadline_s
 from local.vertex.endpoints import Endpoints, touch
 from local.vertex.errors import ApiError, invalid, not_found
 from local.vertex.faults import STOCKOUT_MESSAGE, Faults
@@ -105,6 +105,7 @@ class Rollout:
         )
         machine = check_resources(deployed, model.supported_deployment_resources_types)
         self.deployments.check_image(model)
+        deadline_s(model, self.deployments.settings.deploy_timeout_s)
         existing = [m.id or "" for m in endpoint.deployed_models]
         taken = {*existing, *self.endpoints.pending.get(name, set())}
         if deployed.id:
@@ -258,6 +259,9 @@ class Rollout:
 
     def resume(self) -> None:
         """After a restart: fail operations the restart cut short and relaunch every deployment."""
+        orphans = self.deployments.reap_orphans()
+        if orphans:
+            log.warning("stopped %d deployment processes left by an earlier run", orphans)
         interrupted = ApiError(
             "ABORTED", "The emulator restarted while this operation ran; retry it."
         )

@@ -140,3 +140,54 @@ def test_a_restarted_emulator_keeps_state_and_relaunches(tmp_path: Path) -> None
         assert {d["status"]["availableReplicaCount"] for d in status} == {1}
     finally:
         stop(second.child)
+
+
+def alive(pid: int) -> bool:
+    """Running (not gone, not a zombie waiting for its new parent to reap it)."""
+    try:
+        return bool(Path(f"/proc/{pid}/cmdline").read_bytes())
+    except OSError:
+        return False
+
+
+@pytest.mark.stack
+def test_a_killed_emulator_leaves_no_orphan_after_restart(tmp_path: Path) -> None:
+    """If the emulator is SIGKILLed, the next start stops the deployment process it left and relaunches."""
+    first = launch(tmp_path)
+    model, endpoint = first.echo_model("orphaned")
+    deployed_model_id = first.deploy(model, endpoint)
+    orphan = first.process(deployed_model_id)["pid"]
+    os.kill(first.child.pid, signal.SIGKILL)
+    first.child.popen.wait(timeout=10)
+    assert alive(orphan)
+
+    second = launch(tmp_path, port=first.port)
+    try:
+        deadline = time.monotonic() + 10
+        while alive(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(orphan)
+        while second.process(deployed_model_id)["state"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert second.process(deployed_model_id)["pid"] != orphan
+    finally:
+        stop(second.child)
+
+
+@pytest.mark.stack
+def test_malformed_requests_are_invalid_argument(vertex: Running) -> None:
+    """Bad JSON, a non-object PATCH body or a bad pageSize answer 400 INVALID_ARGUMENT, never 500."""
+    cases = [
+        ("POST", "/v1/projects/p/locations/l/models:upload", {"content": b"{not json"}),
+        ("PATCH", "/v1/projects/p/locations/l/endpoints/e?updateMask=labels", {"json": [1]}),
+        ("GET", "/v1/projects/p/locations/l/endpoints?pageSize=many", {}),
+        (
+            "POST",
+            "/v1/projects/p/locations/l/models:upload",
+            {"json": {"model": {"displayName": 3}}},
+        ),
+    ]
+    for method, path, kwargs in cases:
+        response = httpx.request(method, vertex.url + path, **kwargs)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["error"]["status"] == "INVALID_ARGUMENT"

@@ -122,13 +122,20 @@ def test_a_bad_fault_configuration_is_refused(vertex: Running) -> None:
 
 @pytest.mark.stack
 def test_flags_set_faults_and_the_deploy_timeout(tmp_path: Path) -> None:
-    """--fault and --deploy-timeout apply from the start: predict fails 500, a slow server never becomes ready."""
-    running = launch(tmp_path, "--fault", "Predict=1.0:500", "--deploy-timeout", "1")
+    """--fault applies from the start (predict fails 500); a server slower than deploymentTimeout never becomes ready."""
+    running = launch(tmp_path, "--fault", "Predict=1.0:500")
     try:
         assert running.call("GET", "/emulator/faults")["rules"] == [
             {"method": "Predict", "rate": 1.0, "code": 500}
         ]
         model, endpoint = running.echo_model("late", ["--start-delay", "10"])
+        spec = running.call("GET", f"/v1/{model}")["containerSpec"]
+        body = {
+            "modelId": "late-1s",
+            "model": {"displayName": "late", "containerSpec": {**spec, "deploymentTimeout": "1s"}},
+        }
+        running.call("POST", f"{V1}/models:upload", json=body)
+        model = model.replace("/late", "/late-1s")
         failed = running.wait_operation(running.start_deploy(model, endpoint))
         assert failed["error"]["code"] == 9 and "within 1s" in failed["error"]["message"]
         response = httpx.post(f"{running.url}/v1/{endpoint}:predict", json={"instances": [1]})

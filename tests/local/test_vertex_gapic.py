@@ -116,6 +116,11 @@ def test_versions_aliases_and_default_version(vertex: Running) -> None:
     assert models.get_model(name=f"{name}@1").version_aliases == []
     versions = models.list_model_versions(name=name)
     assert [v.version_id for v in versions] == ["1", "2", "3"]
+    merged = models.merge_version_aliases(
+        name=f"{name}@1", version_aliases=["candidate", "-nothing"]
+    )
+    assert list(merged.version_aliases) == ["candidate"]
+    assert list(models.get_model(name=f"{name}@3").version_aliases) == ["default"]
     assert (
         models.get_model(name=name).supported_deployment_resources_types[0].name
         == "DEDICATED_RESOURCES"
