@@ -149,13 +149,17 @@ def through_emulator(vertex: Running, model: str, endpoint: str) -> float:
     return elapsed
 
 
-def deploy_overhead(vertex: Running, tmp: Path, tiny: Path | None, rounds: int) -> dict[str, Any]:
+def deploy_overhead(
+    vertex: Running, tmp: Path, tiny: Path | None, rounds: int, engine_rounds: int
+) -> dict[str, Any]:
     echo_model, echo_endpoint = vertex.echo_model("bench-echo")
     echo_argv = [sys.executable, "-m", "local.vertex.echo_server"]
     result: dict[str, Any] = {}
-    hand = [by_hand(echo_argv, {}, "/health", tmp / "echo.log") for _ in range(rounds)]
-    emulated = [through_emulator(vertex, echo_model, echo_endpoint) for _ in range(rounds)]
-    result["echo server"] = _ratio(hand, emulated)
+    result["echo server"] = _interleaved(
+        lambda: by_hand(echo_argv, {}, "/health", tmp / "echo.log"),
+        lambda: through_emulator(vertex, echo_model, echo_endpoint),
+        rounds,
+    )
     if tiny is not None:
         spec = {"imageUri": SERVING_IMAGE, "args": ["--model", str(tiny), "--max-model-len", "512"]}
         body = {"modelId": "bench-tiny", "model": {"displayName": "tiny", "containerSpec": spec}}
@@ -177,6 +181,19 @@ def deploy_overhead(vertex: Running, tmp: Path, tiny: Path | None, rounds: int) 
     return result
 
 
+def _interleaved(
+    hand: Callable[[], float], emulated: Callable[[], float], rounds: int
+) -> dict[str, float]:
+    """Both ways in turns, alternating which goes first, so machine noise hits both alike."""
+    by_hand_s: list[float] = []
+    emulator_s: list[float] = []
+    for i in range(rounds):
+        pair = [(hand, by_hand_s), (emulated, emulator_s)]
+        for run, into in pair if i % 2 == 0 else reversed(pair):
+            into.append(run())
+    return _ratio(by_hand_s, emulator_s)
+
+
 def _ratio(hand: list[float], emulated: list[float]) -> dict[str, float]:
     a, b = statistics.median(hand), statistics.median(emulated)
     return {
@@ -192,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=300, help="samples per control call")
     parser.add_argument("--endpoints", type=int, default=1000, help="endpoints to create and list")
     parser.add_argument("--rounds", type=int, default=5, help="echo deploys each way")
+    parser.add_argument("--engine-rounds", type=int, default=2, help="tiny-model deploys each way")
     parser.add_argument(
         "--tiny-model", type=Path, help="a tiny model folder: also time a real serving deploy"
     )
@@ -207,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             report = {
                 "control_calls_ms": control_calls(vertex, args.calls),
                 "listing": listing(vertex, args.endpoints),
-                "deploy_to_ready": deploy_overhead(vertex, tmp, args.tiny_model, args.rounds),
+                "deploy_to_ready": deploy_overhead(
+                    vertex, tmp, args.tiny_model, args.rounds, args.engine_rounds
+                ),
             }
         finally:
             processes.stop(vertex.child)

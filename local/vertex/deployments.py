@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ NEVER_READY = (
     "Model server never became ready. Please validate that your model file or container "
     "configuration are valid."
 )
+log = logging.getLogger(__name__)
 MAX_DEPLOYMENT_TIMEOUT_S = 7200.0
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
@@ -164,6 +166,10 @@ class Deployments:
         assert spec.model.container_spec is not None
         port = processes.free_port()
         env, health, predict = self.environment(spec, port)
+        if spec.model.container_spec.command:
+            log.info(
+                "%s: containerSpec.command is ignored; the image map is the entrypoint", spec.key
+            )
         argv = command + [expand(arg, env) for arg in spec.model.container_spec.args]
         log_path = self.logs_dir / f"{spec.endpoint_id}-{spec.deployed_model_id}.log"
         timeout_s = deadline_s(spec.model, self.settings.deploy_timeout_s)
