@@ -124,7 +124,9 @@ def cold_starts(world: object, runs: int, logs: Path) -> tuple[list[float], list
                 }
             ).encode()
             t1 = time.perf_counter()
-            assert post(url, body) == 200
+            status = post(url, body)
+            if status != 200:
+                raise RuntimeError(f"on_command answered {status}:\n{child.log_tail()}")
             warm.append(time.perf_counter() - t1)
         finally:
             stop(child)
