@@ -43,7 +43,9 @@ schemas: setup ## regenerate schemas/*.json from the pydantic models
 	$(PY) -m modeldrop.schemas --write
 
 bench-serving: setup ## the serving benchmark on this machine's CPU (see docs/benchmarks.md)
-	$(PY) -m serving.bench --help
+	$(PY) -m local.tiny_model .local/bench-model
+	VLLM_CPU_KVCACHE_SPACE=1 $(PY) -m serving.bench --model .local/bench-model --concurrency 1,16,64 \
+		--gpu-memory-utilization 0.2 --log-dir .local/bench-logs --out .local/bench-serving.json
 
 lock: ## recompile requirements.txt from requirements.in (needs network to the package index)
 	bash scripts/lock.sh

@@ -60,9 +60,13 @@ class Engine:
     @classmethod
     def start(cls, settings: Settings, folder: Path) -> Engine:
         """Blocking (tens of seconds): call it in a worker thread so health keeps answering."""
+        from vllm.usage.usage_lib import UsageContext
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        client = AsyncLLM.from_engine_args(engine_args(settings, folder))
+        # The API-server context gets vLLM's server defaults (batch sizes), as `vllm serve` does.
+        client = AsyncLLM.from_engine_args(
+            engine_args(settings, folder), usage_context=UsageContext.OPENAI_API_SERVER
+        )
         tokenizer = client.get_tokenizer()
         return cls(client, tokenizer, int(client.model_config.max_model_len))
 

@@ -1,0 +1,415 @@
+"""Serving benchmark: this container vs plain vLLM's OpenAI server vs the blocking LLM.generate-in-a-handler design.
+
+Fixed prompt and output lengths (ignore EOS), distinct random token prompts, concurrency levels run in turn.
+Prints throughput, p50/p99 latency, time to first token and time to ready, with ratios to plain vLLM.
+  python -m serving.bench --model DIR [--concurrency 1,16,64] [--targets container,vllm,blocking]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGETS = ("container", "vllm", "blocking")
+
+
+@dataclass
+class Level:
+    """One concurrency level's figures for one target."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    wall_s: float
+    output_tokens: int
+    tokens_per_s: float
+    requests_per_s: float
+    latency_p50_s: float
+    latency_p99_s: float
+    ttft_p50_s: float
+    ttft_p99_s: float
+
+
+@dataclass
+class TargetResult:
+    name: str
+    ready_s: float
+    levels: list[Level] = field(default_factory=list)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _argv(target: str, args: argparse.Namespace, port: int) -> list[str]:
+    common = ["--max-model-len", str(args.max_model_len), "--dtype", args.dtype]
+    common += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    if target == "container":
+        return [
+            sys.executable,
+            "-m",
+            "serving",
+            "--model",
+            str(args.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--served-model-name",
+            "bench",
+            *common,
+        ]
+    if target == "vllm":
+        return [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(args.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--served-model-name",
+            "bench",
+            *common,
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "serving.bench_blocking",
+        "--model",
+        str(args.model),
+        "--port",
+        str(port),
+        *common,
+    ]
+
+
+def _start(
+    target: str, args: argparse.Namespace, log_dir: Path
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """Start a target and wait for its health 200; returns the process, its URL and time to ready."""
+    port = _free_port()
+    log = open(log_dir / f"{target}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
+    started = time.monotonic()
+    env = dict(os.environ)
+    if args.fresh_caches:
+        # Each target compiles from scratch, as a new replica does: no target reuses another's cache.
+        env["VLLM_CACHE_ROOT"] = str((log_dir / f"cache-{target}").resolve())
+        env["TORCHINDUCTOR_CACHE_DIR"] = str((log_dir / f"inductor-{target}").resolve())
+    process = subprocess.Popen(
+        _argv(target, args, port),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = started + args.ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{target} exited with {process.returncode}; see {log_dir}/{target}.log"
+            )
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url, time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    _stop(process)
+    raise RuntimeError(
+        f"{target} not ready after {args.ready_timeout}s; see {log_dir}/{target}.log"
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+async def _one(
+    session: Any, url: str, prompt: list[int], output_tokens: int, stream: bool
+) -> tuple[float, float, int]:
+    """(latency, time to first token, output tokens) of one completion."""
+    body: dict[str, Any] = {
+        "model": "bench",
+        "prompt": prompt,
+        "max_tokens": output_tokens,
+        "ignore_eos": True,
+        "temperature": 1.0,
+    }
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    started = time.perf_counter()
+    first = 0.0
+    tokens = 0
+    async with session.post(url + "/v1/completions", json=body) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:200]}")
+        if not stream:
+            result = await response.json()
+            done = time.perf_counter() - started
+            return done, done, int(result["usage"]["completion_tokens"])
+        async for raw in response.content:
+            line = raw.strip()
+            if not line.startswith(b"data: "):
+                continue
+            if not first:
+                first = time.perf_counter() - started
+            if b'"usage"' in line and b'"choices":[]' in line.replace(b" ", b""):
+                usage = json.loads(line[6:])["usage"]
+                tokens = int(usage["completion_tokens"])
+    return time.perf_counter() - started, first, tokens
+
+
+async def _level(
+    url: str, concurrency: int, prompts: list[list[int]], output_tokens: int, stream: bool
+) -> Level:
+    import aiohttp
+
+    queue: asyncio.Queue[list[int]] = asyncio.Queue()
+    for prompt in prompts:
+        queue.put_nowait(prompt)
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    totals = [0, 0]  # tokens, errors
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=1800)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            while not queue.empty():
+                prompt = queue.get_nowait()
+                try:
+                    latency, ttft, tokens = await _one(session, url, prompt, output_tokens, stream)
+                except Exception as error:  # counted, and the first few printed
+                    totals[1] += 1
+                    if totals[1] <= 3:
+                        print(f"  request failed: {error}", file=sys.stderr)
+                    continue
+                latencies.append(latency)
+                ttfts.append(ttft)
+                totals[0] += tokens
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return Level(
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=totals[1],
+        wall_s=round(wall, 3),
+        output_tokens=totals[0],
+        tokens_per_s=round(totals[0] / wall, 1),
+        requests_per_s=round(len(latencies) / wall, 3),
+        latency_p50_s=round(_percentile(latencies, 0.5), 4),
+        latency_p99_s=round(_percentile(latencies, 0.99), 4),
+        ttft_p50_s=round(_percentile(ttfts, 0.5), 4),
+        ttft_p99_s=round(_percentile(ttfts, 0.99), 4),
+    )
+
+
+def _prompts(count: int, length: int, vocab: int, rng: random.Random) -> list[list[int]]:
+    # Distinct random prompts: no request reuses another's prefix from the cache.
+    return [[rng.randrange(10, vocab) for _ in range(length)] for _ in range(count)]
+
+
+def run(args: argparse.Namespace) -> list[TargetResult]:
+    vocab = int(json.loads((Path(args.model) / "config.json").read_text())["vocab_size"])
+    log_dir = Path(args.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    results: list[TargetResult] = []
+    for target in args.targets:
+        rng = random.Random(args.seed)
+        print(f"== {target}: starting", flush=True)
+        process, url, ready = _start(target, args, log_dir)
+        result = TargetResult(target, round(ready, 2))
+        print(f"   ready in {ready:.1f} s", flush=True)
+        try:
+            stream = target != "blocking"
+            asyncio.run(
+                _level(
+                    url, 4, _prompts(8, args.prompt_tokens, vocab, rng), args.output_tokens, stream
+                )
+            )  # warm-up, not recorded
+            for concurrency in args.concurrency:
+                if target == "blocking" and concurrency > args.blocking_max_concurrency:
+                    continue
+                count = args.requests or max(8, concurrency * args.requests_per_slot)
+                if target == "blocking":
+                    count = max(8, concurrency)  # one at a time: keep its run short
+                prompts = _prompts(count, args.prompt_tokens, vocab, rng)
+                level = asyncio.run(_level(url, concurrency, prompts, args.output_tokens, stream))
+                result.levels.append(level)
+                print(
+                    f"   c={concurrency:<4} {level.tokens_per_s:>10.1f} tok/s  "
+                    f"p50 {level.latency_p50_s:.3f} s  ttft p50 {level.ttft_p50_s:.3f} s  "
+                    f"errors {level.errors}",
+                    flush=True,
+                )
+        finally:
+            _stop(process)
+        results.append(result)
+    return results
+
+
+def report(results: list[TargetResult]) -> str:
+    """A markdown table, with each target's ratios to plain vLLM at the same concurrency."""
+    base = {r.name: r for r in results}.get("vllm")
+    base_levels = {lv.concurrency: lv for lv in base.levels} if base else {}
+    lines = [
+        "| target | concurrency | req/s | tok/s | × vLLM tok/s | p50 latency (s) | p99 latency (s) "
+        "| p50 − vLLM p50 (ms) | TTFT p50 (s) | TTFT p99 (s) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for lv in result.levels:
+            ref = base_levels.get(lv.concurrency)
+            ratio = f"{lv.tokens_per_s / ref.tokens_per_s:.3f}" if ref else "—"
+            added = f"{(lv.latency_p50_s - ref.latency_p50_s) * 1000:+.1f}" if ref else "—"
+            lines.append(
+                f"| {result.name} | {lv.concurrency} | {lv.requests_per_s:.2f} | "
+                f"{lv.tokens_per_s:,.0f} | {ratio} | {lv.latency_p50_s:.3f} | {lv.latency_p99_s:.3f} | "
+                f"{added} | {lv.ttft_p50_s:.3f} | {lv.ttft_p99_s:.3f} | {lv.errors} |"
+            )
+    lines.append("")
+    ready = ", ".join(f"{r.name} {r.ready_s:.1f} s" for r in results)
+    lines.append(
+        f"Time to ready (start → health 200): {ready}"
+        + (f"; container/vLLM {base_ready_ratio(results):.2f}×" if base else "")
+    )
+    return "\n".join(lines)
+
+
+def base_ready_ratio(results: list[TargetResult]) -> float:
+    by_name = {r.name: r for r in results}
+    return (
+        by_name["container"].ready_s / by_name["vllm"].ready_s
+        if {"container", "vllm"} <= set(by_name)
+        else float("nan")
+    )
+
+
+def plot(results: list[TargetResult], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for result in results:
+        xs = [lv.concurrency for lv in result.levels]
+        axis.plot(xs, [lv.tokens_per_s for lv in result.levels], marker="o", label=result.name)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("concurrent requests")
+    axis.set_ylabel("output tokens / s")
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, type=Path, help="local model folder")
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), type=lambda s: [t for t in s.split(",") if t]
+    )
+    parser.add_argument("--concurrency", default="1,16,64", type=_ints)
+    parser.add_argument("--prompt-tokens", type=int, default=128)
+    parser.add_argument("--output-tokens", type=int, default=64)
+    parser.add_argument(
+        "--requests", type=int, default=0, help="requests per level (0: 4 per slot)"
+    )
+    parser.add_argument("--requests-per-slot", type=int, default=4)
+    parser.add_argument("--blocking-max-concurrency", type=int, default=64)
+    parser.add_argument("--max-model-len", type=int, default=1024)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    parser.add_argument("--ready-timeout", type=float, default=600)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--reuse-caches",
+        dest="fresh_caches",
+        action="store_false",
+        help="let targets share vLLM's compile cache (default: each starts cold)",
+    )
+    parser.add_argument("--log-dir", default="bench-logs")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
+    parser.add_argument("--title", default="serving throughput")
+    args = parser.parse_args(argv)
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    results = run(args)
+    table = report(results)
+    print(table)
+    if args.out:
+        args.out.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "results": [asdict(r) for r in results],
+                    "table": table,
+                },
+                indent=2,
+            )
+        )
+    if args.plot:
+        plot(results, args.plot, args.title)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The GPU run of the serving benchmark: builds a random-weight Gemma-2B-shape model (once), then
+# benchmarks the given targets on it. Usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY]
+set -euo pipefail
+out=${1:?usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY]}
+targets=${2:-container,vllm}
+concurrency=${3:-1,16,64,256}
+model=${MODEL_DIR:-/tmp/gemma-2b-random}
+logs=${LOG_DIR:-/tmp/bench-logs}
+if [ ! -f "$model/model.safetensors" ]; then
+  python3 -m local.tiny_model "$model" --shape gemma-2b --device cuda
+fi
+name=$(echo "$targets" | tr ',' '-')
+python3 -m serving.bench --model "$model" --dtype bfloat16 --max-model-len 2048 \
+  --prompt-tokens 128 --output-tokens 128 --concurrency "$concurrency" --targets "$targets" \
+  --blocking-max-concurrency 16 --log-dir "$logs" --out "$out/$name.json" \
+  --title "H100, random-weight Gemma-2B shape" 2>&1 | tee "$out/$name.txt"
+for target in ${targets//,/ }; do tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true; done
