@@ -171,13 +171,13 @@ def deploy_overhead(
             json={"displayName": "t"},
         )
         argv = [sys.executable, "-m", "serving", *spec["args"]]
-        hand = [by_hand(argv, CPU_SERVING_ENV, "/health", tmp / "serving.log")]
-        emulated = [
-            through_emulator(
+        result["tiny model (python -m serving)"] = _interleaved(
+            lambda: by_hand(argv, CPU_SERVING_ENV, "/health", tmp / "serving.log"),
+            lambda: through_emulator(
                 vertex, f"{PARENT}/models/bench-tiny", f"{PARENT}/endpoints/bench-tiny"
-            )
-        ]
-        result["tiny model (python -m serving)"] = _ratio(hand, emulated)
+            ),
+            engine_rounds,
+        )
     return result
 
 
