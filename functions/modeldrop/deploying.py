@@ -1,0 +1,175 @@
+"""Deploys and wakes: resolve the version and machine, create or reuse the endpoint, start the deploy."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from modeldrop import labels, machines, traffic
+from modeldrop.commands import Deploy, Wake
+from modeldrop.context import Context
+from modeldrop.errors import PermanentError
+from modeldrop.registry import LATEST_ALIAS, version_alias
+from modeldrop.results import Result, Status
+from modeldrop.state import OperationRecord
+from modeldrop.vertex import DeploymentSpec, Endpoint
+
+
+def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:
+    alias = version_alias(command.version) if command.version else LATEST_ALIAS
+    found = ctx.vertex.model_version(command.model, alias)
+    if found is None:
+        raise PermanentError(
+            f"model {command.model} has no version {alias!r}: upload it first (models/{command.model}/<version>/)"
+        )
+    version = found.labels.get(labels.VERSION) or command.version or alias
+    machine_type = command.machine_type or machines.default_machine_type(
+        command.accelerator, command.accelerator_count
+    )
+    problems = machines.check(machine_type, command.accelerator, command.accelerator_count)
+    if problems:
+        raise PermanentError("the machine can't be deployed", problems)
+    ttl = command.idle_ttl if command.idle_ttl is not None else ctx.settings.default_idle_ttl_s
+    endpoint = managed_endpoint(
+        ctx, command.endpoint_name, labels.endpoint_labels(command.model, ttl, command.keep_warm)
+    )
+    spec = DeploymentSpec(
+        model=command.model,
+        version=version,
+        model_resource=found.resource,
+        model_version_id=found.version_id,
+        deployed_model_id=traffic.deployed_model_id(command.request_id),
+        machine_type=machine_type,
+        accelerator_type=command.accelerator,
+        accelerator_count=command.accelerator_count,
+        min_replicas=command.min_replicas,
+        max_replicas=command.max_replicas or command.min_replicas,
+        traffic_percent=command.traffic_percent,
+        service_account=ctx.settings.serving_service_account,
+    )
+    base = {**base, "model": command.model, "version": version}
+    serving = next(
+        (
+            d
+            for d in endpoint.deployments
+            if d.id == spec.deployed_model_id or (d.model, d.version) == (spec.model, version)
+        ),
+        None,
+    )
+    if serving is not None:
+        return Result(
+            status=Status.READY,
+            message=f"{spec.display_name} already serves on {endpoint.id}",
+            details={"deployed_model_id": serving.id},
+            **base,
+        )
+    return start_deploys(ctx, now, base, endpoint, [spec], command.model_dump(mode="json"))
+
+
+def start_deploys(
+    ctx: Context,
+    now: datetime,
+    base: dict[str, Any],
+    endpoint: Endpoint,
+    specs: list[DeploymentSpec],
+    command: dict[str, Any],
+) -> Result:
+    current = {d.id: endpoint.traffic_split.get(d.id, 0) for d in endpoint.deployments}
+    operations = []
+    for part, spec in enumerate(specs):
+        intent = OperationRecord(
+            request_id=base["request_id"],
+            action=base["action"],
+            endpoint=endpoint.id,
+            model=spec.model,
+            version=spec.version,
+            deployed_model_id=spec.deployed_model_id,
+            started_at=now,
+            part=part,
+            parts=len(specs),
+            details={"command": command},
+        )
+        # The intent goes first: a function that dies right after the deploy starts leaves a trace.
+        ctx.state.record_operation(intent)
+        split = traffic.with_new(current, spec.traffic_percent)
+        name = ctx.vertex.deploy(endpoint.id, spec, split)
+        ctx.state.record_operation(intent.model_copy(update={"operation": name}))
+        current = {(spec.deployed_model_id if k == traffic.NEW else k): v for k, v in split.items()}
+        operations.append(name)
+    return Result(
+        status=Status.ACCEPTED,
+        message=f"deploying to {endpoint.id}; the sweep reports when it serves",
+        operation=operations[0],
+        details={
+            "operations": operations,
+            "deployed_model_ids": [s.deployed_model_id for s in specs],
+        },
+        **base,
+    )
+
+
+def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:
+    teardown = ctx.state.teardown(command.endpoint)
+    if teardown is None or not teardown.deployments:
+        existing = ctx.vertex.endpoint(command.endpoint)
+        if existing is not None and existing.deployments:
+            return Result(status=Status.SUCCEEDED, message=f"{existing.id} is awake", **base)
+        raise PermanentError(f"nothing was torn down on {command.endpoint}: send a deploy command")
+    specs = []
+    endpoint_labels: dict[str, str] = {}
+    for part, body in enumerate(teardown.deployments):
+        deploy = _remembered(body, command.request_id)
+        found = ctx.vertex.model_version(
+            deploy.model, version_alias(deploy.version) if deploy.version else LATEST_ALIAS
+        )
+        if found is None:
+            raise PermanentError(f"{deploy.model} version {deploy.version} is no longer registered")
+        ttl = deploy.idle_ttl if deploy.idle_ttl is not None else ctx.settings.default_idle_ttl_s
+        endpoint_labels = labels.endpoint_labels(deploy.model, ttl, deploy.keep_warm)
+        specs.append(
+            DeploymentSpec(
+                model=deploy.model,
+                version=deploy.version or found.labels.get(labels.VERSION, ""),
+                model_resource=found.resource,
+                model_version_id=found.version_id,
+                deployed_model_id=traffic.deployed_model_id(command.request_id, str(part)),
+                machine_type=deploy.machine_type
+                or machines.default_machine_type(deploy.accelerator, deploy.accelerator_count),
+                accelerator_type=deploy.accelerator,
+                accelerator_count=deploy.accelerator_count,
+                min_replicas=deploy.min_replicas,
+                max_replicas=deploy.max_replicas or deploy.min_replicas,
+                traffic_percent=deploy.traffic_percent,
+                service_account=ctx.settings.serving_service_account,
+            )
+        )
+    endpoint = managed_endpoint(ctx, command.endpoint, endpoint_labels)
+    result = start_deploys(
+        ctx, now, base, endpoint, specs, {"action": "wake", "endpoint": command.endpoint}
+    )
+    ctx.state.forget_teardown(command.endpoint)
+    return result
+
+
+def _remembered(body: dict[str, Any], request_id: str) -> Deploy:
+    """A deploy the sweep remembered when it tore it down, parsed like any command."""
+    try:
+        return Deploy.model_validate({**body, "action": "deploy", "request_id": request_id})
+    except ValidationError as error:
+        raise PermanentError(f"the remembered deployment can't be redeployed: {error}") from error
+
+
+def managed_endpoint(ctx: Context, endpoint_id: str, wanted: dict[str, str]) -> Endpoint:
+    endpoint = ctx.vertex.endpoint(endpoint_id)
+    if endpoint is None:
+        return ctx.vertex.create_endpoint(endpoint_id, wanted)
+    if not labels.is_managed(endpoint.labels):
+        raise PermanentError(
+            f"endpoint {endpoint_id} exists and is not managed by modeldrop: pick another endpoint name"
+        )
+    merged = {**endpoint.labels, **wanted}
+    if merged != endpoint.labels:
+        ctx.vertex.set_endpoint_labels(endpoint_id, merged)
+    return endpoint
