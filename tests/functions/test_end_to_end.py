@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from functions.world import make_world
 from support.builders import make_command
-from support.names import PROJECT
 
 from local.processes import stop
 from local.vertex.testing import launch
@@ -78,7 +77,7 @@ def test_an_uploaded_model_serves_tokens_after_a_deploy_command(
             )
             time.sleep(2)
         assert ready is not None and ready.status is Status.READY, ready
-        url = f"{vertex.url}/v1/projects/{PROJECT}/locations/us-central1/endpoints/tiny:predict"
+        url = f"{vertex.url}/v1/projects/{world.settings.project}/locations/us-central1/endpoints/tiny:predict"
         body = json.dumps(
             {"instances": [{"prompt": "hello"}], "parameters": {"max_tokens": 8}}
         ).encode()

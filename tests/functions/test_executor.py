@@ -172,3 +172,19 @@ def test_old_commands_are_dropped_with_a_result(vertex_url: str) -> None:
     )
     assert result is not None and result.status is Status.DROPPED
     assert world.ctx.vertex.endpoint("too-late") is None
+
+
+def test_a_register_command_registers_a_folder_whose_events_were_lost(vertex_url: str) -> None:
+    """`register` names a complete folder explicitly; it ends `registered` as a command result, once."""
+    world = make_world(vertex_url)
+    for name, data in sound_files().items():
+        world.put("explicit", "v1", name, data)
+    body = make_command("register", model="explicit", version="v1")
+    result = on_message(message(body), world.ctx, datetime.now(UTC))
+    assert result is not None and (result.status, result.kind, result.action) == (
+        Status.REGISTERED,
+        "command",
+        "register",
+    )
+    assert on_message(message(body), world.ctx, datetime.now(UTC)) is None
+    assert world.ctx.vertex.model_version("explicit", "latest") is not None

@@ -14,7 +14,6 @@ import pytest
 from functions.conftest import CRASH_IMAGE
 from functions.world import World, make_world, sound_files
 from support.builders import make_command
-from support.names import PROJECT
 
 from modeldrop.events import PubSubMessage, StorageObject
 from modeldrop.executor import on_message
@@ -69,8 +68,9 @@ def terminal(
     raise AssertionError(f"no terminal result for {request_id} after {timeout_s} s")
 
 
-def predict(vertex_url: str, endpoint: str) -> None:
-    url = f"{vertex_url}/v1/projects/{PROJECT}/locations/us-central1/endpoints/{endpoint}:predict"
+def predict(world: World, endpoint: str) -> None:
+    vertex_url, project = world.settings.vertex_api_endpoint, world.settings.project
+    url = f"{vertex_url}/v1/projects/{project}/locations/us-central1/endpoints/{endpoint}:predict"
     request = urllib.request.Request(
         url,
         data=json.dumps({"instances": [{"prompt": "hi"}]}).encode(),
@@ -89,7 +89,7 @@ def test_idle_deployments_are_torn_down_and_woken_while_busy_ones_stay(vertex_ur
         assert send(world, command) is not None
         assert terminal(world, command["request_id"]).status is Status.READY
     t0 = datetime.now(UTC)
-    predict(vertex_url, "busy-one")
+    predict(world, "busy-one")
     later = t0 + timedelta(seconds=155)
     summary = sweep(world.ctx, later)
     assert len(summary.torn_down) == 1 and summary.torn_down[0].startswith("teardown-idle-one-")
@@ -180,7 +180,28 @@ def test_undeploy_scale_traffic_and_delete_endpoint_end_in_one_result_each(verte
     split = make_command("traffic", endpoint="lifecycle", split={"v1": 100})
     result = send(world, split)
     assert result is not None and result.status is Status.SUCCEEDED
+    refused = send(world, make_command("delete-endpoint", endpoint="lifecycle"))
+    assert refused is not None and refused.status is Status.FAILED and "force" in refused.message
+    unknown = send(world, make_command("traffic", endpoint="lifecycle", split={"v1": 50, "v9": 50}))
+    assert (
+        unknown is not None
+        and unknown.status is Status.FAILED
+        and "v9" in " ".join(unknown.reasons)
+    )
     delete = make_command("delete-endpoint", endpoint="lifecycle", force=True)
     assert send(world, delete) is not None
     assert terminal(world, delete["request_id"]).status is Status.SUCCEEDED
     assert world.ctx.vertex.endpoint("lifecycle") is None
+
+
+def test_endpoints_emptied_by_the_sweep_are_deleted_when_configured(vertex_url: str) -> None:
+    """With delete_empty_endpoints, tearing down the last deployment also deletes its endpoint."""
+    world = make_world(vertex_url, delete_empty_endpoints="true")
+    registered(world, "emptied")
+    command = deploy("emptied", idle_ttl="60s")
+    send(world, command)
+    assert terminal(world, command["request_id"]).status is Status.READY
+    later = datetime.now(UTC) + timedelta(minutes=10)
+    [teardown] = sweep(world.ctx, later).torn_down
+    assert terminal(world, teardown, clock=lambda: later).status is Status.TORN_DOWN
+    assert world.ctx.vertex.endpoint("emptied") is None

@@ -97,7 +97,8 @@ def make_world(vertex_url: str, **overrides: str) -> World:
         "results_topic": f"results-{n}",
     }
     defaults = {
-        "project": PROJECT,
+        # A project per world: the shared Vertex emulator keeps each test's endpoints apart.
+        "project": f"{PROJECT}-{n}",
         "serving_image": "us-docker.pkg.dev/modeldrop-test/test/echo:1",
         "vertex_api_endpoint": vertex_url,
         "monitoring_api_endpoint": vertex_url,
@@ -115,9 +116,9 @@ def make_world(vertex_url: str, **overrides: str) -> World:
     subscriber = pubsub_v1.SubscriberClient()
     subscriptions = []
     for topic in (settings.results_topic, settings.commands_topic):
-        topic_path = publisher.topic_path(PROJECT, topic)
+        topic_path = publisher.topic_path(settings.project, topic)
         publisher.create_topic(name=topic_path)
-        subscription = subscriber.subscription_path(PROJECT, f"{topic}-test")
+        subscription = subscriber.subscription_path(settings.project, f"{topic}-test")
         subscriber.create_subscription(name=subscription, topic=topic_path)
         subscriptions.append(subscription)
     return World(settings, build(settings), subscriptions[0], subscriptions[1])
