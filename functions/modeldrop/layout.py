@@ -10,6 +10,9 @@ MODELS_PREFIX = "models/"
 MANIFEST_NAME = "modeldrop-manifest.json"
 # Optional, in a version folder (or at models/<model>/): a deploy command to publish once registered.
 DEPLOY_POLICY_NAME = "modeldrop-deploy.json"
+# Custom metadata the CLI sets on every file it uploads (value: its request_id): a folder holding such
+# a file waits for the CLI's manifest instead of registering as a plain copy once the weights land.
+UPLOAD_METADATA_KEY = "modeldrop-request-id"
 CONFIG_NAME = "config.json"
 SHARD_INDEX_NAME = "model.safetensors.index.json"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -22,6 +22,7 @@ class StoredObject:
     size: int
     crc32c: str
     generation: int
+    metadata: dict[str, str] = field(default_factory=dict)  # the object's custom metadata
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,11 @@ class GcsStorage:
         try:
             return [
                 StoredObject(
-                    blob.name, int(blob.size or 0), blob.crc32c or "", int(blob.generation)
+                    blob.name,
+                    int(blob.size or 0),
+                    blob.crc32c or "",
+                    int(blob.generation),
+                    dict(blob.metadata or {}),
                 )
                 for blob in self.client.list_blobs(bucket, prefix=prefix)
             ]

@@ -19,6 +19,7 @@ from modeldrop.layout import (
     MANIFEST_NAME,
     MODELS_PREFIX,
     SHARD_INDEX_NAME,
+    UPLOAD_METADATA_KEY,
     VersionFolder,
     parse_object_name,
 )
@@ -130,6 +131,8 @@ def register(
                     **base,
                 ),
             )
+    elif not explicit and any(o.metadata.get(UPLOAD_METADATA_KEY) for o in listing.values()):
+        return None  # the CLI is uploading: its manifest, written last, completes the upload
     elif missing:
         if not explicit:
             return None

@@ -11,7 +11,7 @@ import pytest
 from functions.world import CONFIG, World, make_world, sound_files
 
 from modeldrop.events import StorageObject
-from modeldrop.layout import DEPLOY_POLICY_NAME, MANIFEST_NAME
+from modeldrop.layout import DEPLOY_POLICY_NAME, MANIFEST_NAME, UPLOAD_METADATA_KEY
 from modeldrop.results import Status
 from modeldrop.uploads import on_object
 
@@ -164,3 +164,21 @@ def test_objects_outside_the_layout_are_ignored(vertex_url: str) -> None:
     )
     assert on_object(other, world.ctx, datetime.now(UTC)) is None
     assert world.results(timeout_s=0.5) == []
+
+
+def test_files_the_cli_uploads_wait_for_its_manifest(vertex_url: str) -> None:
+    """Files carrying the CLI's metadata don't register as a plain copy: the manifest completes the upload, once."""
+    world = make_world(vertex_url)
+    now = datetime.now(UTC)
+    files = sound_files()
+    for name, data in files.items():
+        world.put("by-cli", "v1", name, data, metadata={UPLOAD_METADATA_KEY: "cli-3"})
+        assert on_object(event(world, "by-cli", "v1", name), world.ctx, now) is None
+    entries = [{"name": n, "size": len(d), "crc32c": crc(d)} for n, d in files.items()]
+    manifest = {"model": "by-cli", "version": "v1", "request_id": "cli-3", "files": entries}
+    world.put("by-cli", "v1", MANIFEST_NAME, json.dumps(manifest).encode())
+    result = on_object(event(world, "by-cli", "v1", MANIFEST_NAME), world.ctx, now)
+    assert result is not None and (result.request_id, result.status) == ("cli-3", Status.REGISTERED)
+    assert [(r.request_id, r.status) for r in world.results(until=lambda rs: len(rs) >= 1)] == [
+        ("cli-3", Status.REGISTERED)
+    ]

@@ -33,8 +33,15 @@ class World:
     def env(self) -> dict[str, str]:
         return {f"MODELDROP_{k.upper()}": str(v) for k, v in _env_fields(self.settings).items()}
 
-    def put(self, model: str, version: str, name: str, data: bytes) -> int:
-        """Upload one file into models/<model>/<version>/; its generation."""
+    def put(
+        self,
+        model: str,
+        version: str,
+        name: str,
+        data: bytes,
+        metadata: dict[str, str] | None = None,
+    ) -> int:
+        """Upload one file into models/<model>/<version>/ (with custom `metadata`); its generation."""
         from google.cloud import storage
 
         blob = (
@@ -42,6 +49,7 @@ class World:
             .bucket(self.settings.weights_bucket)
             .blob(f"models/{model}/{version}/{name}")
         )
+        blob.metadata = metadata
         blob.upload_from_string(data)
         return int(blob.generation)
 
