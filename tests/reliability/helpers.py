@@ -8,8 +8,6 @@ import httpx
 from functions.world import World, sound_files
 from support.builders import make_command
 
-from local.vertex.testing import V1
-
 
 def cpu_deploy(model: str, **overrides: Any) -> dict[str, Any]:
     """A CPU-only deploy command (the emulator runs the echo image for it in about a second)."""
@@ -23,15 +21,21 @@ def upload(world: World, model: str, version: str) -> None:
         world.put(model, version, name, data)
 
 
-def endpoints(vertex_url: str) -> dict[str, list[dict[str, Any]]]:
+def _location(world: World) -> str:
+    return f"/v1/projects/{world.settings.project}/locations/{world.settings.region}"
+
+
+def endpoints(vertex_url: str, world: World) -> dict[str, list[dict[str, Any]]]:
     """Endpoint id -> its deployed models, as the emulator reports them."""
-    found = httpx.get(f"{vertex_url}{V1}/endpoints", timeout=30).json().get("endpoints", [])
+    url = f"{vertex_url}{_location(world)}/endpoints"
+    found = httpx.get(url, timeout=30).json().get("endpoints", [])
     return {e["name"].rsplit("/", 1)[1]: e.get("deployedModels", []) for e in found}
 
 
-def model_versions(vertex_url: str, model: str) -> list[dict[str, Any]]:
+def model_versions(vertex_url: str, world: World, model: str) -> list[dict[str, Any]]:
     """Every registered version of `model` (none when the model doesn't exist)."""
-    response = httpx.get(f"{vertex_url}{V1}/models/{model}:listVersions", timeout=30)
+    url = f"{vertex_url}{_location(world)}/models/{model}:listVersions"
+    response = httpx.get(url, timeout=30)
     if response.status_code == 404:
         return []
     return list(response.json().get("models", []))

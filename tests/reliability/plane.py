@@ -63,6 +63,15 @@ class Plane:
         """Kill a function's process group by its PID, with no grace (a crash, not a shutdown)."""
         stop(self.functions[target], grace_s=0)
 
+    @property
+    def project(self) -> str:
+        return self.world.settings.project
+
+    def logs_tail(self, lines: int = 15) -> str:
+        """The last lines of each function's and the bridge's log, for a failing assertion's message."""
+        children = [*self.functions.values(), *([self.bridge] if self.bridge else [])]
+        return "\n".join(f"--- {c.name}\n{c.log_tail(lines)}" for c in children)
+
     def url(self, target: str) -> str:
         return f"http://127.0.0.1:{self.ports[target]}/"
 
@@ -77,7 +86,7 @@ class Plane:
 
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         publisher = pubsub_v1.PublisherClient()
-        topic = publisher.topic_path(PROJECT, self.world.settings.commands_topic)
+        topic = publisher.topic_path(self.project, self.world.settings.commands_topic)
         futures = [publisher.publish(topic, data) for _ in range(attempts)]
         return [f.result(timeout=30) for f in futures]
 
@@ -187,6 +196,19 @@ class Plane:
             time.sleep(pause_s)
         return max_ticks + 1
 
+    def answered(self, request_ids: Iterable[str]) -> bool:
+        """True once every request id has a terminal result (pulling what arrived)."""
+        seen = self.world.results(timeout_s=0)
+        return set(request_ids) <= {r.request_id for r in seen if r.terminal}
+
+    def function_errors(self) -> int:
+        """How many invocations the functions failed (each one is redelivered by Pub/Sub)."""
+        return sum(
+            c.log_path.read_text(errors="replace").count("Exception on /")
+            for c in self.functions.values()
+            if c.log_path.exists()
+        )
+
     def lease_holders(self) -> dict[str, str]:
         """Endpoint -> the request holding its lease, for every lease still held."""
         from modeldrop.state import Lease
@@ -206,7 +228,9 @@ class Plane:
         from google.cloud import pubsub_v1
 
         subscriber = pubsub_v1.SubscriberClient()
-        name = subscriber.subscription_path(PROJECT, f"{self.world.settings.commands_topic}-dlq")
+        name = subscriber.subscription_path(
+            self.project, f"{self.world.settings.commands_topic}-dlq"
+        )
         response = subscriber.pull(subscription=name, max_messages=100, timeout=timeout_s)
         return [m.message.data for m in response.received_messages]
 
@@ -240,7 +264,7 @@ def post_pubsub_event(url: str, data: bytes, timeout_s: float = 120.0) -> int:
         "ce-specversion": "1.0",
         "ce-id": message["messageId"],
         "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
-        "ce-source": f"//pubsub.googleapis.com/projects/{PROJECT}/topics/sweep",
+        "ce-source": "//pubsub.googleapis.com/projects/modeldrop/topics/modeldrop-sweep",
         "content-type": "application/json",
     }
     request = urllib.request.Request(
@@ -284,7 +308,7 @@ def start_plane(world: World, vertex: Running, logs: Path, crash_at: str | None 
         cwd=REPO,
     )
     wait_http(f"http://127.0.0.1:{bridge_port}/", plane.bridge, timeout_s=30)
-    admin = PubSubAdmin(os.environ["PUBSUB_EMULATOR_HOST"], PROJECT)
+    admin = PubSubAdmin(os.environ["PUBSUB_EMULATOR_HOST"], plane.project)
     subscriber = pubsub_v1.SubscriberClient()
     commands = world.settings.commands_topic
     dead_letter = f"{commands}-dead-letter"
@@ -294,7 +318,7 @@ def start_plane(world: World, vertex: Running, logs: Path, crash_at: str | None 
         (
             f"{commands}-push",
             commands,
-            plane.url("on_command") + f"projects/{PROJECT}/topics/{commands}",
+            plane.url("on_command") + f"projects/{plane.project}/topics/{commands}",
         ),
     ]
     for name, topic, endpoint in pushes:
@@ -318,6 +342,8 @@ def start_plane(world: World, vertex: Running, logs: Path, crash_at: str | None 
     plane.subscriptions.append(admin.subscription_path(f"{commands}-dlq"))
     # GCS notifications are pulled by the test and pushed to the bridge by `deliver_uploads`, so a
     # test decides how often and in which order each one arrives.
+    admin.close()
+    admin = PubSubAdmin(os.environ["PUBSUB_EMULATOR_HOST"], PROJECT)  # the GCS emulator's topic
     admin.create_pull(f"{world.settings.weights_bucket}-tap", GCS_TOPIC)
     plane.subscriptions.append(admin.subscription_path(f"{world.settings.weights_bucket}-tap"))
     plane.bridge_url = f"http://127.0.0.1:{bridge_port}/"

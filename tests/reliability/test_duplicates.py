@@ -30,7 +30,10 @@ def test_duplicated_shuffled_deliveries_do_everything_exactly_once(
     notes = plane.notifications()
     assert len(notes) == 3 * len(folders)
     uploads = plane.deliver_uploads(notes, [rng.choice((2, 3)) for _ in notes], seed=7)
-    plane.wait_uploads(folders, timeout_s=60)
+    registered = plane.wait_uploads(folders, timeout_s=90)
+    assert {(r.model, r.version) for r in registered if r.terminal} == set(folders), (
+        plane.logs_tail()
+    )
 
     commands = [cpu_deploy(m, version=v, endpoint=f"{m}-{v}", idle_ttl="1h") for m, v in folders]
     deliveries = [c for c in commands for _ in range(rng.choice((2, 3)))]
@@ -44,6 +47,7 @@ def test_duplicated_shuffled_deliveries_do_everything_exactly_once(
         return set(request_ids) <= {r.request_id for r in seen if r.terminal}
 
     ticks = plane.sweep_until(all_answered, max_ticks=30)
+    assert ticks <= 30, plane.logs_tail()
     # Late duplicates still in flight must change nothing: let them land, then look.
     time.sleep(3)
     plane.tick()
@@ -53,11 +57,11 @@ def test_duplicated_shuffled_deliveries_do_everything_exactly_once(
         f: [r for r in seen if r.kind == "upload" and (r.model, r.version) == f and r.terminal]
         for f in folders
     }
-    versions = {m: model_versions(plane.vertex.url, m) for m in MODELS}
+    versions = {m: model_versions(plane.vertex.url, world, m) for m in MODELS}
     command_results = {
         rid: [r for r in seen if r.request_id == rid and r.terminal] for rid in request_ids
     }
-    served = endpoints(plane.vertex.url)
+    served = endpoints(plane.vertex.url, world)
     figures.record(
         "duplicates",
         uploads=len(folders),
