@@ -11,6 +11,22 @@ from pydantic.alias_generators import to_camel
 
 from local.vertex.errors import HTTP_TO_STATUS, ApiError
 
+# Every method faults can target: the RPC names of the routes (the control routes never fail).
+METHODS = (
+    "UploadModel", "GetModel", "ListModels", "ListModelVersions", "UpdateModel",
+    "MergeVersionAliases", "DeleteModel", "DeleteModelVersion",
+    "CreateEndpoint", "GetEndpoint", "ListEndpoints", "UpdateEndpoint", "DeleteEndpoint",
+    "DeployModel", "UndeployModel", "MutateDeployedModel", "GetOperation", "WaitOperation",
+    "Predict", "RawPredict", "StreamRawPredict", "ChatCompletions", "Completions",
+    "ListTimeSeries",
+)  # fmt: skip
+
+
+def _check_method(pattern: str) -> None:
+    if not any(fnmatch.fnmatchcase(method, pattern) for method in METHODS):
+        raise ValueError(f"{pattern!r} matches no method; methods: {', '.join(METHODS)}")
+
+
 MESSAGES = {
     "RESOURCE_EXHAUSTED": "Quota exceeded for aiplatform.googleapis.com (injected fault).",
     "UNAVAILABLE": "The service is currently unavailable (injected fault).",
@@ -34,6 +50,7 @@ class FaultRule(_Config):
     def model_post_init(self, _context: object) -> None:
         if self.code not in HTTP_TO_STATUS:
             raise ValueError(f"code must be one of {sorted(HTTP_TO_STATUS)}, not {self.code}")
+        _check_method(self.method)
 
 
 class FaultConfig(_Config):
@@ -44,6 +61,10 @@ class FaultConfig(_Config):
     stockout: bool = False
     deploy_delay_s: float = Field(default=0.0, ge=0.0)
     seed: int | None = None
+
+    def model_post_init(self, _context: object) -> None:
+        for pattern in self.latency_ms:
+            _check_method(pattern)
 
 
 STOCKOUT_MESSAGE = (

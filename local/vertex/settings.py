@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import os
 import shlex
 import sys
@@ -35,8 +36,6 @@ class Settings:
 
     def command_for(self, image_uri: str) -> list[str] | None:
         """The local command an image runs as: the image map first, then modeldrop's serving image."""
-        import fnmatch
-
         for pattern, command in self.image_map:
             if fnmatch.fnmatchcase(image_uri, pattern):
                 return list(command)

@@ -113,8 +113,14 @@ def test_slow_deploys_stay_pending_for_the_delay(vertex: Running) -> None:
 
 @pytest.mark.stack
 def test_a_bad_fault_configuration_is_refused(vertex: Running) -> None:
-    """An unsupported code or an unknown field is refused with INVALID_ARGUMENT."""
-    for config in ({"rules": [{"rate": 0.5, "code": 418}]}, {"stockOut": True}):
+    """An unsupported code, an unknown field or a method name that matches nothing is INVALID_ARGUMENT."""
+    configs = (
+        {"rules": [{"rate": 0.5, "code": 418}]},
+        {"stockOut": True},
+        {"rules": [{"method": "DeployModels", "rate": 0.5}]},
+        {"latencyMs": {"Nothing*": 5}},
+    )
+    for config in configs:
         response = httpx.put(f"{vertex.url}/emulator/faults", json=config)
         assert response.status_code == 400
         assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
