@@ -19,7 +19,6 @@ import main
 from modeldrop.state import OperationRecord, StateStore
 from modeldrop.vertex import GapicVertex
 
-STEPS = ("after-lease", "after-intent", "after-deploy-started", "after-recorded")
 _STEP = os.environ.get("RELIABILITY_PAUSE_AT", "")
 _MARKER = Path(os.environ.get("RELIABILITY_MARKER", "/nonexistent/marker"))
 

@@ -26,6 +26,9 @@ from modeldrop.results import Result
 
 REPO = Path(__file__).resolve().parents[2]
 CRASHING_SOURCE = Path(__file__).with_name("crashing_main.py")
+# Where crashing_main can stop on_command in a deploy: lease taken; intent recorded; deploy started
+# on Vertex but its operation not recorded; operation recorded but no result published.
+CRASH_STEPS = ("after-lease", "after-intent", "after-deploy-started", "after-recorded")
 FUNCTION_SOURCE = REPO / "functions" / "main.py"
 # Pub/Sub's minimum backoff is 1 s; a killed function is back before the fifth attempt.
 MAX_DELIVERY_ATTEMPTS = 10
