@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -85,7 +86,7 @@ def test_a_dead_process_is_reported_and_predict_answers_503(vertex: Running) -> 
 
 @pytest.mark.stack
 def test_openai_client_and_raw_predict_stream_through(vertex: Running) -> None:
-    """The openai client (plain and streamed) and rawPredict/streamRawPredict reach the deployment."""
+    """The openai client (plain and streamed) and rawPredict/streamRawPredict (raw or as a JSON HttpBody) reach the deployment."""
     import openai
 
     model, endpoint = vertex.echo_model("chat")
@@ -104,6 +105,14 @@ def test_openai_client_and_raw_predict_stream_through(vertex: Running) -> None:
 
     raw = httpx.post(f"{vertex.url}/v1/{endpoint}:rawPredict", json={"prompt": "hi"})
     assert raw.json()["choices"][0]["text"].startswith("echo")
+    wrapped = {
+        "httpBody": {
+            "contentType": "application/json",
+            "data": base64.b64encode(b'{"prompt": "x"}').decode(),
+        }
+    }
+    unwrapped = httpx.post(f"{vertex.url}/v1/{endpoint}:rawPredict", json=wrapped)
+    assert unwrapped.json()["object"] == "text_completion"
     assert raw.headers["x-vertex-ai-deployed-model-id"] == deployed_model_id
     with httpx.stream(
         "POST",
