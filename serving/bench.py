@@ -246,6 +246,48 @@ async def _level(
     )
 
 
+def _profile(
+    pid: int,
+    target: str,
+    args: argparse.Namespace,
+    url: str,
+    vocab: int,
+    rng: random.Random,
+    log_dir: Path,
+) -> None:
+    """Sample the server's Python stacks with py-spy under load (an extra, unrecorded level)."""
+    import shutil
+
+    spy = shutil.which("py-spy")
+    if spy is None:
+        print("   py-spy not found: no profile", flush=True)
+        return
+    out = log_dir / f"{target}.pyspy.txt"
+    sampler = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(args.profile_seconds),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    concurrency = args.profile_concurrency
+    prompts = _prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
+    asyncio.run(_level(url, concurrency, prompts, args.output_tokens, True))
+    sampler.wait(timeout=args.profile_seconds + 60)
+
+
 def _prompts(count: int, length: int, vocab: int, rng: random.Random) -> list[list[int]]:
     # Distinct random prompts: no request reuses another's prefix from the cache.
     return [[rng.randrange(10, vocab) for _ in range(length)] for _ in range(count)]
@@ -284,6 +326,8 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
                     f"errors {level.errors}",
                     flush=True,
                 )
+            if args.profile_seconds:
+                _profile(process.pid, target, args, url, vocab, rng, log_dir)
         finally:
             _stop(process)
         results.append(result)
@@ -381,6 +425,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="let targets share vLLM's compile cache (default: each starts cold)",
     )
     parser.add_argument("--log-dir", default="bench-logs")
+    parser.add_argument(
+        "--profile-seconds",
+        type=int,
+        default=0,
+        help="after the levels, sample each server with py-spy for this long",
+    )
+    parser.add_argument("--profile-concurrency", type=int, default=64)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
     parser.add_argument("--title", default="serving throughput")

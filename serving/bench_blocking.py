@@ -10,9 +10,10 @@ import argparse
 import time
 from typing import Any
 
+from fastapi import FastAPI, Request
 
-def build_app(llm: Any) -> Any:
-    from fastapi import FastAPI, Request
+
+def build_app(llm: Any) -> FastAPI:
     from vllm import SamplingParams
 
     app = FastAPI()

@@ -55,7 +55,7 @@ class Generator:
             if not prompt:
                 raise BadRequest("prompt must not be empty", param="prompt")
             return self.engine.encode(prompt)
-        vocab = len(self.engine.tokenizer)
+        vocab = self.engine.vocab_size
         if any(not 0 <= token < vocab for token in prompt):
             raise BadRequest(f"prompt token ids must be in [0, {vocab})", param="prompt")
         return list(prompt)

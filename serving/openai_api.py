@@ -5,16 +5,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
-from serving.errors import BadRequest, NotFound, ServingError, error_body
-from serving.generation import Completion, Delta, Generator
+from serving.errors import BadRequest, NotFound, ServingError
+from serving.generation import Completion, Generator
 from serving.protocol import ChatRequest, CompletionRequest
 from serving.request_body import parse_as, read_json
+from serving.sse import ChunkFormat, sse_response
 
 router = APIRouter()
 
@@ -82,33 +82,14 @@ async def run_completion(request: Request, body: CompletionRequest) -> Response:
         if len(runs) > 1:
             raise BadRequest("stream supports one prompt per request", param="prompt")
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-        def chunk(delta: Delta) -> dict[str, Any]:
-            choice = {
-                "index": delta.index,
-                "text": delta.text,
-                "logprobs": None,
-                "finish_reason": delta.finish_reason,
-            }
-            return {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": name,
-                "choices": [choice],
-            }
-
-        return await _sse(
-            request,
-            generator.stream(*runs[0]),
-            chunk,
-            None,
+        chunks = ChunkFormat("completion", rid, created, name)
+        ids, params = runs[0]
+        return await sse_response(
+            generator.stream(ids, params),
+            chunks,
+            len(ids),
             include_usage,
-            len(runs[0][0]),
-            rid,
-            "text_completion",
-            created,
-            name,
+            request.app.state.metrics,
         )
     results = await generator.complete_all(runs)
     choices = []
@@ -145,48 +126,13 @@ async def run_chat(request: Request, body: ChatRequest) -> Response:
     name, created, rid = request.app.state.settings.model_name, int(time.time()), _id("chatcmpl")
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-        def chunk(delta: Delta) -> dict[str, Any]:
-            choice = {
-                "index": delta.index,
-                "delta": {"content": delta.text},
-                "logprobs": None,
-                "finish_reason": delta.finish_reason,
-            }
-            return {
-                "id": rid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": name,
-                "choices": [choice],
-            }
-
-        def opening(index: int) -> dict[str, Any]:
-            choice = {
-                "index": index,
-                "delta": {"role": "assistant", "content": ""},
-                "logprobs": None,
-                "finish_reason": None,
-            }
-            return {
-                "id": rid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": name,
-                "choices": [choice],
-            }
-
-        return await _sse(
-            request,
+        chunks = ChunkFormat("chat", rid, created, name)
+        return await sse_response(
             generator.stream(ids, params),
-            chunk,
-            opening,
-            include_usage,
+            chunks,
             len(ids),
-            rid,
-            "chat.completion.chunk",
-            created,
-            name,
+            include_usage,
+            request.app.state.metrics,
         )
     result = await generator.complete(ids, params)
     _count_tokens(request, [result])
@@ -209,72 +155,6 @@ async def run_chat(request: Request, body: ChatRequest) -> Response:
             "usage": _usage(result.prompt_tokens, result.completion_tokens),
         }
     )
-
-
-async def _sse(
-    request: Request,
-    deltas: AsyncIterator[Delta],
-    chunk: Callable[[Delta], dict[str, Any]],
-    opening: Callable[[int], dict[str, Any]] | None,
-    include_usage: bool,
-    prompt_tokens: int,
-    rid: str,
-    kind: str,
-    created: int,
-    name: str,
-) -> Response:
-    """Server-sent events; the first output is awaited here so a rejected request still gets a 4xx."""
-    metrics = request.app.state.metrics
-    iterator = deltas.__aiter__()
-    try:
-        first: Delta | None = await iterator.__anext__()
-    except StopAsyncIteration:
-        first = None
-
-    async def events() -> AsyncIterator[bytes]:
-        tokens = 0
-        opened: set[int] = set()
-        try:
-            pending = [first] if first is not None else []
-            while True:
-                for delta in pending:
-                    if opening is not None and delta.index not in opened:
-                        opened.add(delta.index)
-                        yield b"data: " + _dumps(opening(delta.index)) + b"\n\n"
-                    tokens += delta.tokens
-                    yield b"data: " + _dumps(chunk(delta)) + b"\n\n"
-                try:
-                    pending = [await iterator.__anext__()]
-                except StopAsyncIteration:
-                    break
-            if include_usage:
-                usage = {
-                    "id": rid,
-                    "object": kind,
-                    "created": created,
-                    "model": name,
-                    "choices": [],
-                    "usage": _usage(prompt_tokens, tokens),
-                }
-                yield b"data: " + _dumps(usage) + b"\n\n"
-            yield b"data: [DONE]\n\n"
-        except ServingError as error:
-            # Headers are gone already: the error travels as an event, as OpenAI's API does.
-            yield b"data: " + _dumps(error_body(error)) + b"\n\n"
-        finally:
-            await _close(iterator)
-            metrics.prompt_tokens.inc(prompt_tokens)
-            metrics.completion_tokens.inc(tokens)
-
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
-
-
-async def _close(iterator: AsyncIterator[Delta]) -> None:
-    close = getattr(iterator, "aclose", None)
-    if close is not None:
-        await close()
 
 
 def _prompts(prompt: str | list[str] | list[int]) -> list[str | list[int]]:
