@@ -14,5 +14,8 @@ name=$(echo "$targets" | tr ',' '-')
 python3 -m serving.bench --model "$model" --dtype bfloat16 --max-model-len 2048 \
   --prompt-tokens 128 --output-tokens 128 --concurrency "$concurrency" --targets "$targets" \
   --blocking-max-concurrency 16 --log-dir "$logs" --out "$out/$name.json" \
-  --title "H100, random-weight Gemma-2B shape" 2>&1 | tee "$out/$name.txt"
-for target in ${targets//,/ }; do tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true; done
+  --title "random-weight Gemma-2B shape" ${BENCH_EXTRA:-} 2>&1 | tee "$out/$name.txt"
+for target in ${targets//,/ }; do
+  tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true
+  if [ -f "$logs/$target.pyspy.txt" ]; then cp "$logs/$target.pyspy.txt" "$out/"; fi
+done
