@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 from local.vertex import naming, traffic
 from local.vertex.app import Emulator, emulator, fault
@@ -60,11 +60,17 @@ async def _forward(
     except httpx.HTTPError as error:
         raise ApiError("UNAVAILABLE", f"The model server did not answer: {error}.") from error
     headers = {k: v for k, v in response.headers.items() if k.lower() in _PASSED_HEADERS}
+
+    async def relay() -> AsyncIterator[bytes]:
+        # Closing in `finally` frees the upstream connection even when the client hangs up.
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        finally:
+            await response.aclose()
+
     return StreamingResponse(
-        response.aiter_raw(),
-        status_code=response.status_code,
-        headers={**headers, **_headers(deployment)},
-        background=BackgroundTask(response.aclose),
+        relay(), status_code=response.status_code, headers={**headers, **_headers(deployment)}
     )
 
 

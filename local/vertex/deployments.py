@@ -16,7 +16,7 @@ import httpx
 from local import processes
 from local.vertex.errors import invalid, precondition
 from local.vertex.resources import MachineSpec, Model
-from local.vertex.settings import Settings
+from local.vertex.settings import SERVING_DEFAULT_ENV, Settings
 
 NEVER_READY = (
     "Model server never became ready. Please validate that your model file or container "
@@ -155,7 +155,8 @@ class Deployments:
         }
         if spec.model.artifact_uri:
             aip["AIP_STORAGE_URI"] = spec.model.artifact_uri
-        env = {**self.settings.base_env, **self.settings.deployment_env, **aip}
+        defaults = SERVING_DEFAULT_ENV if self.settings.is_serving(container.image_uri) else {}
+        env = {**defaults, **self.settings.base_env, **self.settings.deployment_env, **aip}
         for variable in container.env:
             env[variable.name] = expand(variable.value, env)
         return env, health, predict

@@ -15,6 +15,9 @@ from local.vertex.faults import FaultConfig, parse_latency, parse_rule
 
 # modeldrop's serving image (any registry, any tag) runs as `python -m serving`.
 SERVING_PATTERNS = ("*/serving", "*/serving:*", "*/modeldrop-serving", "*/modeldrop-serving:*")
+# Defaults for that image, below the emulator's environment and --deployment-env: the emulator
+# reaches deployments on loopback, so they need not listen on every interface.
+SERVING_DEFAULT_ENV = {"MODELDROP_SERVING_HOST": "127.0.0.1"}
 
 
 @dataclass(frozen=True)
@@ -39,9 +42,15 @@ class Settings:
         for pattern, command in self.image_map:
             if fnmatch.fnmatchcase(image_uri, pattern):
                 return list(command)
-        if any(fnmatch.fnmatchcase(image_uri, p) for p in SERVING_PATTERNS):
+        if self.is_serving(image_uri):
             return [sys.executable, "-m", "serving"]
         return None
+
+    def is_serving(self, image_uri: str) -> bool:
+        """Whether `image_uri` runs as modeldrop's serving image (the image map did not claim it)."""
+        if any(fnmatch.fnmatchcase(image_uri, pattern) for pattern, _ in self.image_map):
+            return False
+        return any(fnmatch.fnmatchcase(image_uri, p) for p in SERVING_PATTERNS)
 
 
 def _pair(text: str, what: str) -> tuple[str, str]:

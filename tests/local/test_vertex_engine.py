@@ -28,7 +28,6 @@ def test_the_tiny_model_serves_tokens_through_the_endpoint(tmp_path: Path) -> No
     vertex = launch(
         tmp_path,
         "--deploy-timeout", "300",
-        "--deployment-env", "MODELDROP_SERVING_HOST=127.0.0.1",
         "--deployment-env", "VLLM_CPU_KVCACHE_SPACE=1",
     )  # fmt: skip
     try:

@@ -117,3 +117,6 @@ def test_serving_images_map_to_python_m_serving() -> None:
     assert settings.command_for("europe-docker.pkg.dev/p/r/modeldrop-serving")[-1] == "serving"  # type: ignore[index]
     assert settings.command_for("x/custom:1") == ["run-it"]
     assert settings.command_for("x/servings:1") is None
+    assert settings.is_serving("x/serving:2") and not Settings(
+        image_map=(("*", ("a",)),)
+    ).is_serving("x/serving")
