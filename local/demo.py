@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from local.stack_state import Ports, StackConfig, default_data_dir
@@ -193,10 +195,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.model is not None and not args.model.is_dir():
         parser.error(f"--model {args.model} is not a folder")
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the stack is still stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     data_dir = (args.data_dir or default_data_dir() / "demo").resolve()
     if data_dir.exists() and not args.keep:
         _clear_stale(data_dir)
     return run(args.model, data_dir, args.keep)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _clear_stale(data_dir: Path) -> None:

@@ -40,6 +40,8 @@ from local.stack_state import (
 )
 
 FUNCTIONS = ("on_upload", "on_command", "sweep")
+# max_instance_request_concurrency in terraform/variables.tf: one sweep at a time, 8 events otherwise.
+FUNCTION_CONCURRENCY = {"on_upload": 8, "on_command": 8, "sweep": 1}
 # Stop order: what feeds work in first, then the functions, then Vertex (which stops its
 # deployments), the storage and Pub/Sub emulators last.
 STOP_STAGES: tuple[tuple[str, ...], ...] = (
@@ -250,7 +252,9 @@ def _start_background(
         argv = [python, "-m", "functions_framework", "--source", str(config.functions_source)]
         argv += ["--target", name, "--signature-type", "cloudevent"]
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-        children[name] = start(name, argv, logs / f"{name}.log", env=env, cwd=REPO_ROOT)
+        # Requests served at once per instance, as terraform's defaults set them on GCP.
+        threads = {**env, "THREADS": str(FUNCTION_CONCURRENCY[name])}
+        children[name] = start(name, argv, logs / f"{name}.log", env=threads, cwd=REPO_ROOT)
         urls[name] = f"http://127.0.0.1:{port}/"
     bridge_argv = [python, "-m", "local.bridge", "--port", str(ports.bridge)]
     bridge_argv += ["--target", f"http://127.0.0.1:{ports.on_upload}/"]

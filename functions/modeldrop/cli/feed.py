@@ -15,7 +15,7 @@ from modeldrop.google_errors import translate
 from modeldrop.results import Result
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import SubscriberClient
 
 # A subscription the CLI forgets to delete (a killed process) disappears by itself after a day.
 EXPIRE_AFTER_S = 24 * 3600
@@ -36,11 +36,11 @@ class ResultFeed(Protocol):
 
 
 @cache
-def _subscriber() -> pubsub_v1.SubscriberClient:
-    from google.cloud import pubsub_v1
+def _subscriber() -> SubscriberClient:
+    from google.cloud.pubsub_v1 import SubscriberClient
 
     # PUBSUB_EMULATOR_HOST, when set, is read by the client itself.
-    return pubsub_v1.SubscriberClient()
+    return SubscriberClient()
 
 
 class PubSubResultFeed:
