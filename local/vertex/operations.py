@@ -31,6 +31,18 @@ def start(store: Store, parent: str, metadata_type: str) -> Operation:
     return operation
 
 
+def stage(store: Store, operation: Operation, deployment_stage: str) -> None:
+    """Record how far a deploy got (DeployModelOperationMetadata.deploymentStage)."""
+    generic = dict(operation.metadata.get("genericMetadata", {}))
+    generic["updateTime"] = now()
+    operation.metadata = {
+        **operation.metadata,
+        "genericMetadata": generic,
+        "deploymentStage": deployment_stage,
+    }
+    store.save_operation(operation)
+
+
 def succeed(
     store: Store, operation: Operation, response_type: str, response: dict[str, Any]
 ) -> None:

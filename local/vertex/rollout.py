@@ -80,6 +80,7 @@ class Rollout:
         model.deployed_models.append(DeployedModelRef(endpoint=name, deployed_model_id=deployed.id))
         self.store.save_model(self.registry.record(model.name or ""))
         operation = operations.start(self.store, name, "DeployModelOperationMetadata")
+        operations.stage(self.store, operation, "STARTING_DEPLOYMENT")
         spec = LaunchSpec(name, deployed.id, model, machine)
         self._spawn(self._deploy(operation, spec, deployed, dict(request.traffic_split)))
         return operation
@@ -89,6 +90,7 @@ class Rollout:
     ) -> None:
         name, dm_id = spec.endpoint, spec.deployed_model_id
         try:
+            operations.stage(self.store, operation, "ADDING_NODES_TO_CLUSTER")
             await asyncio.sleep(self.faults.config.deploy_delay_s)
             if (
                 self.faults.config.stockout
@@ -102,7 +104,9 @@ class Rollout:
                         accelerator=spec.machine_spec.accelerator_type, location=location
                     ),
                 )
+            operations.stage(self.store, operation, "STARTING_MODEL_SERVER")
             await self.deployments.launch(spec)
+            operations.stage(self.store, operation, "FINISHING_UP")
             endpoint = self.endpoints.get(name)
             existing = [m.id or "" for m in endpoint.deployed_models]
             endpoint.traffic_split = traffic.after_deploy(

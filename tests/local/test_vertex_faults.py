@@ -106,7 +106,9 @@ def test_slow_deploys_stay_pending_for_the_delay(vertex: Running) -> None:
     model, endpoint = vertex.echo_model("slow")
     started = time.monotonic()
     name = vertex.start_deploy(model, endpoint)
-    assert vertex.call("GET", f"/v1/{name}")["done"] is False
+    pending = vertex.call("GET", f"/v1/{name}")
+    assert pending["done"] is False
+    assert pending["metadata"]["deploymentStage"] == "ADDING_NODES_TO_CLUSTER"
     assert "response" in vertex.wait_operation(name)
     assert time.monotonic() - started >= 1.0
 
