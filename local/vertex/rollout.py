@@ -112,10 +112,12 @@ class Rollout:
             endpoint.traffic_split = traffic.after_deploy(
                 endpoint.traffic_split, split, dm_id, existing
             )
-        except ApiError as error:
+        except Exception as error:
+            if not isinstance(error, ApiError):
+                log.exception("deploying %s failed unexpectedly", spec.key)
             await self.deployments.stop(spec.key)
             self._forget(spec)
-            operations.fail(self.store, operation, error)
+            operations.fail(self.store, operation, _as_api_error(error))
             return
         finally:
             self.endpoints.pending.get(name, set()).discard(dm_id)
@@ -167,8 +169,14 @@ class Rollout:
         return operation
 
     async def _undeploy(self, operation: Operation, spec: LaunchSpec) -> None:
-        await self.deployments.stop(spec.key)
-        self._forget(spec)
+        try:
+            await self.deployments.stop(spec.key)
+        except Exception as error:
+            log.exception("stopping %s failed", spec.key)
+            operations.fail(self.store, operation, _as_api_error(error))
+            return
+        finally:
+            self._forget(spec)
         operations.succeed(self.store, operation, "UndeployModelResponse", {})
 
     def mutate(self, name: str, request: MutateDeployedModelRequest) -> Operation:
@@ -230,35 +238,35 @@ class Rollout:
                 operations.fail(self.store, operation, interrupted)
         for record in self.store.models.values():
             for version in record.versions:
-                version.deployed_models = [
-                    r
-                    for r in version.deployed_models
-                    if any(
-                        m.id == r.deployed_model_id
-                        for m in getattr(
-                            self.store.endpoints.get(r.endpoint), "deployed_models", []
-                        )
-                    )
-                ]
+                version.deployed_models = [r for r in version.deployed_models if self._live(r)]
             self.store.save_model(record)
         for endpoint in self.store.endpoints.values():
             for deployed in endpoint.deployed_models:
-                model = self.registry.get(f"{deployed.model}@{deployed.model_version_id}")
-                machine = (
-                    deployed.dedicated_resources.machine_spec
-                    if deployed.dedicated_resources
-                    else None
-                )
+                try:
+                    model = self.registry.get(f"{deployed.model}@{deployed.model_version_id}")
+                except ApiError as error:
+                    log.warning("cannot relaunch %s: %s", deployed.id, error.message)
+                    continue
+                resources = deployed.dedicated_resources
+                machine = resources.machine_spec if resources else None
                 spec = LaunchSpec(endpoint.name or "", deployed.id or "", model, machine)
                 self._set_status(spec, 0, "Relaunching after an emulator restart.")
                 self._spawn(self._relaunch(spec))
 
+    def _live(self, ref: DeployedModelRef) -> bool:
+        """Whether a model's reference names a deployed model its endpoint still has."""
+        endpoint = self.store.endpoints.get(ref.endpoint)
+        return endpoint is not None and any(
+            m.id == ref.deployed_model_id for m in endpoint.deployed_models
+        )
+
     async def _relaunch(self, spec: LaunchSpec) -> None:
         try:
             await self.deployments.launch(spec)
-        except ApiError as error:
-            log.warning("relaunching %s failed: %s", spec.key, error.message)
-            self._set_status(spec, 0, error.message)
+        except Exception as error:
+            message = _as_api_error(error).message
+            log.warning("relaunching %s failed: %s", spec.key, message)
+            self._set_status(spec, 0, message)
             return
         self._set_status(spec, 1, "")
 
@@ -279,3 +287,9 @@ class Rollout:
                 "UNAVAILABLE", f"Deployed model {deployed_model_id} cannot serve: {reason}"
             )
         return deployment
+
+
+def _as_api_error(error: Exception) -> ApiError:
+    if isinstance(error, ApiError):
+        return error
+    return ApiError("INTERNAL", f"The emulator failed: {type(error).__name__}: {error}")
