@@ -83,6 +83,12 @@ OPTIONAL = (
 VARIABLES = tuple(PREFIX + name.upper() for name in REQUIRED + OPTIONAL)
 
 
+def pubsub_api_endpoint(env: Mapping[str, str] = os.environ) -> str:
+    """Where Pub/Sub's REST API is: the emulator named by PUBSUB_EMULATOR_HOST (as the SDKs read it), else Google's."""
+    host = env.get("PUBSUB_EMULATOR_HOST")
+    return f"http://{host}" if host else "https://pubsub.googleapis.com"
+
+
 def _duration(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(PREFIX + name.upper())
     if not raw:

@@ -105,18 +105,12 @@ class StateStore:
                     f"endpoint {endpoint} is busy with {lease.holder} until {lease.expires_at:%H:%M:%S}"
                 )
             generation = current.generation
-        body = Lease(holder=holder, expires_at=now + LEASE_TTL).model_dump_json().encode()
-        return self._storage.write(self._bucket, name, body, if_generation_match=generation)
+        return self._write_lease(name, Lease(holder=holder, expires_at=now + LEASE_TTL), generation)
 
     def release(self, endpoint: str, generation: int) -> None:
         """Clear the lease if it is still the one we wrote; a lost race leaves the newer holder alone."""
         try:
-            self._storage.write(
-                self._bucket,
-                f"leases/{endpoint}.json",
-                Lease().model_dump_json().encode(),
-                if_generation_match=generation,
-            )
+            self._write_lease(f"leases/{endpoint}.json", Lease(), generation)
         except ConflictError:
             pass
 
@@ -129,16 +123,26 @@ class StateStore:
             self.release(endpoint, generation)
 
     def stale_leases(self, now: datetime) -> list[str]:
-        """Endpoints whose lease expired with a holder still named (a crashed function's)."""
+        """Endpoints whose lease expired with a holder still named (a crashed function's).
+
+        Judged from the listing alone (holder and expiry ride in object metadata): one list call
+        per page, not one read per endpoint.
+        """
         stale = []
         for obj in self._storage.list_objects(self._bucket, "leases/"):
-            current = self._storage.read(self._bucket, obj.name)
-            if current is None:
-                continue
-            lease = Lease.model_validate_json(current.data)
-            if lease.holder and lease.expires_at is not None and lease.expires_at <= now:
+            holder, expires = obj.metadata.get("holder"), obj.metadata.get("expires-at")
+            if holder and expires and datetime.fromisoformat(expires) <= now:
                 stale.append(obj.name.removeprefix("leases/").removesuffix(".json"))
         return stale
+
+    def _write_lease(self, name: str, lease: Lease, generation: int) -> int:
+        metadata = {}
+        if lease.holder and lease.expires_at is not None:
+            metadata = {"holder": lease.holder, "expires-at": lease.expires_at.isoformat()}
+        body = lease.model_dump_json().encode()
+        return self._storage.write(
+            self._bucket, name, body, if_generation_match=generation, metadata=metadata
+        )
 
     def clear_stale_lease(self, endpoint: str, now: datetime) -> bool:
         name = f"leases/{endpoint}.json"

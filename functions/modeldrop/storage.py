@@ -39,9 +39,14 @@ class Storage(Protocol):
     def read(self, bucket: str, name: str) -> Versioned | None: ...
 
     def write(
-        self, bucket: str, name: str, data: bytes, if_generation_match: int | None = None
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        if_generation_match: int | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> int:
-        """Write `data`; with `if_generation_match` (0: must not exist) raise ConflictError on a race."""
+        """Write `data` (and custom `metadata`); with `if_generation_match` (0: must not exist) raise ConflictError on a race."""
         ...
 
     def delete(self, bucket: str, name: str) -> None: ...
@@ -95,11 +100,17 @@ class GcsStorage:
         return Versioned(data, int(blob.generation or 0))
 
     def write(
-        self, bucket: str, name: str, data: bytes, if_generation_match: int | None = None
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        if_generation_match: int | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> int:
         from google.api_core.exceptions import PreconditionFailed
 
         blob = self.client.bucket(bucket).blob(name)
+        blob.metadata = metadata
         try:
             blob.upload_from_string(
                 data, content_type="application/json", if_generation_match=if_generation_match

@@ -145,13 +145,18 @@ def big_sweep(world: object, endpoints: int, vertex_url: str) -> dict[str, float
         body = json.dumps(
             {"displayName": f"bench-{n}", "labels": labels.endpoint_labels("bench", 1800, False)}
         ).encode()
-        url = f"{vertex_url}/v1/projects/{PROJECT}/locations/us-central1/endpoints?endpointId=bench-{n}"
+        project = world.settings.project
+        url = f"{vertex_url}/v1/projects/{project}/locations/us-central1/endpoints?endpointId=bench-{n}"
         urllib.request.urlopen(
             urllib.request.Request(
                 url, data=body, headers={"content-type": "application/json"}, method="POST"
             ),
             timeout=30,
         ).close()
+        # Every endpoint a command touched keeps a (released) lease object in the state bucket.
+        world.ctx.state.release(
+            f"bench-{n}", world.ctx.state.acquire(f"bench-{n}", "bench", datetime.now(UTC))
+        )
     created = time.perf_counter() - t0
     times = []
     for _ in range(3):
