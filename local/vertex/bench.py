@@ -91,6 +91,20 @@ def gapic_get(
     return summary(timed(lambda: endpoints.get_endpoint(name=endpoint), count))
 
 
+def predict_proxy(vertex: Running, count: int) -> dict[str, dict[str, float]]:
+    """One predict straight to the echo server against the same through the emulator's proxy."""
+    model, endpoint = vertex.echo_model("bench-proxy")
+    deployment = vertex.process(vertex.deploy(model, endpoint))
+    client = httpx.Client(timeout=30)
+    body = {"instances": [{"prompt": "hi"}]}
+    direct = f"http://127.0.0.1:{deployment['port']}{deployment['predictRoute']}"
+    routed = f"{vertex.url}/v1/{endpoint}:predict"
+    return {
+        "echo server directly": summary(timed(lambda: client.post(direct, json=body), count)),
+        "through :predict": summary(timed(lambda: client.post(routed, json=body), count)),
+    }
+
+
 def listing(vertex: Running, total: int) -> dict[str, Any]:
     """Create `total` labelled endpoints, then list them all, 100 per page, with the label filter."""
     client = httpx.Client(base_url=vertex.url, timeout=30)
@@ -224,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             report = {
                 "control_calls_ms": control_calls(vertex, args.calls),
+                "predict_ms": predict_proxy(vertex, args.calls),
                 "listing": listing(vertex, args.endpoints),
                 "deploy_to_ready": deploy_overhead(
                     vertex, tmp, args.tiny_model, args.rounds, args.engine_rounds

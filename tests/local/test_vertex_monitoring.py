@@ -102,6 +102,60 @@ def test_one_query_over_all_endpoints_groups_by_deployed_model(vertex: Running) 
 
 
 @pytest.mark.stack
+@pytest.mark.timeout(60)
+def test_concurrent_predictions_are_all_served_and_counted(vertex: Running) -> None:
+    """64 predictions, 16 at a time, split 50/50 over two deployed models: all answer, all are counted."""
+    import asyncio
+
+    model, endpoint = vertex.echo_model("busy")
+    first = vertex.deploy(model, endpoint)
+    body = {
+        "deployedModel": {
+            "model": model,
+            "dedicatedResources": {
+                "machineSpec": {"machineType": "n1-standard-4"},
+                "minReplicaCount": 1,
+            },
+        },
+        "trafficSplit": {"0": 50, first: 50},
+    }
+    second = vertex.wait_operation(
+        vertex.call("POST", f"/v1/{endpoint}:deployModel", json=body)["name"]
+    )["response"]["deployedModel"]["id"]
+
+    async def load() -> list[str]:
+        limit = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=vertex.url, timeout=30) as client:
+
+            async def one(i: int) -> str:
+                async with limit:
+                    response = await client.post(f"/v1/{endpoint}:predict", json={"instances": [i]})
+                    response.raise_for_status()
+                    return str(response.json()["deployedModelId"])
+
+            return await asyncio.gather(*(one(i) for i in range(64)))
+
+    served = asyncio.run(load())
+    assert set(served) == {first, second}
+    now = datetime.now(UTC).timestamp()
+    query = params(
+        now - 600,
+        now + 1,
+        **{"aggregation.perSeriesAligner": "ALIGN_SUM", "aggregation.alignmentPeriod": "3600s"},
+    )
+    query = [
+        (k, v + ' AND resource.labels.endpoint_id = "busy"' if k == "filter" else v)
+        for k, v in query
+    ]
+    counted = sums(
+        httpx.get(f"{vertex.url}/v3/projects/modeldrop-test/timeSeries", params=query).json()[
+            "timeSeries"
+        ]
+    )
+    assert counted == {("busy", first): served.count(first), ("busy", second): served.count(second)}
+
+
+@pytest.mark.stack
 def test_a_bad_query_is_invalid_argument(vertex: Running) -> None:
     """An unsupported filter term or a missing endTime answers 400 INVALID_ARGUMENT."""
     url = f"{vertex.url}/v3/projects/modeldrop-test/timeSeries"
