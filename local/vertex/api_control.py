@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 
 from local.vertex.app import emulator, parse
+from local.vertex.errors import not_found
 from local.vertex.faults import FaultConfig
 
 router = APIRouter(prefix="/emulator")
@@ -58,6 +62,20 @@ async def list_deployments(request: Request) -> dict[str, Any]:
             for d in running
         ]
     }
+
+
+@router.post("/deployments/{endpoint_id}/{deployed_model_id}:kill")
+async def kill_deployment(
+    request: Request, endpoint_id: str, deployed_model_id: str
+) -> dict[str, Any]:
+    """SIGKILL a deployment's process group, as a crash would: the health watch then reports it."""
+    for deployment in emulator(request).deployments.running.values():
+        spec = deployment.spec
+        if (spec.endpoint_id, spec.deployed_model_id) == (endpoint_id, deployed_model_id):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(deployment.child.pid, signal.SIGKILL)
+            return {"killed": deployment.child.pid}
+    raise not_found("Deployment", f"{endpoint_id}/{deployed_model_id}")
 
 
 def attach_router(app: FastAPI) -> None:

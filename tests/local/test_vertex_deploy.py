@@ -72,7 +72,7 @@ def test_a_dead_process_is_reported_and_predict_answers_503(vertex: Running) -> 
     model, endpoint = vertex.echo_model("dying")
     deployed_model_id = vertex.deploy(model, endpoint)
     vertex.call("POST", f"/v1/{endpoint}:predict", json={"instances": [1]})
-    os.kill(vertex.process(deployed_model_id)["pid"], signal.SIGKILL)
+    vertex.call("POST", f"/emulator/deployments/dying/{deployed_model_id}:kill")
 
     deadline = time.monotonic() + 10
     while vertex.process(deployed_model_id)["state"] != "dead" and time.monotonic() < deadline:
