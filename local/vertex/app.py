@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -34,7 +35,10 @@ class Emulator:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        data_dir = settings.data_dir or Path(tempfile.mkdtemp(prefix="vertex-emulator-"))
+        # Without --data-dir, state stays in memory; deployment logs go to a folder removed at exit.
+        self.scratch = None if settings.data_dir else Path(tempfile.mkdtemp(prefix="vertex-"))
+        data_dir = settings.data_dir or self.scratch
+        assert data_dir is not None
         self.store = Store(settings.data_dir, settings.seed)
         self.registry = Registry(self.store)
         self.endpoints = Endpoints(self.store)
@@ -133,6 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
             watcher.cancel()
             await state.rollout.close()
             await state.http.aclose()
+            if state.scratch is not None:
+                shutil.rmtree(state.scratch, ignore_errors=True)
 
     app = FastAPI(title="Vertex AI emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_exception_handler(ApiError, _api_error)

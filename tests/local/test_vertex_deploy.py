@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from local.processes import stop
-from local.vertex.testing import Running, launch
+from local.processes import free_port, start, stop, wait_http
+from local.vertex.testing import ECHO_MAP, Running, launch
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +201,21 @@ def test_malformed_requests_are_invalid_argument(vertex: Running) -> None:
         response = httpx.request(method, vertex.url + path, **kwargs)
         assert response.status_code == 400, (path, response.text)
         assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.stack
+def test_without_a_data_dir_nothing_is_left_behind(tmp_path: Path) -> None:
+    """With no --data-dir, state lives in memory and the deployment logs' folder is removed at exit."""
+    port = free_port()
+    argv = [sys.executable, "-m", "local.vertex", "--port", str(port), "--image-map", ECHO_MAP]
+    child = start("vertex-memory", argv, tmp_path / "vertex.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", child, timeout_s=30)
+        running = Running(f"http://127.0.0.1:{port}", port, child, tmp_path)
+        model, endpoint = running.echo_model("ephemeral")
+        log_path = Path(running.process(running.deploy(model, endpoint))["logPath"])
+        assert log_path.exists()
+    finally:
+        stop(child)
+    assert child.popen.returncode == 0
+    assert not log_path.parent.parent.exists()
