@@ -17,7 +17,6 @@ from local.vertex.errors import ApiError, invalid
 
 router = APIRouter()
 ENDPOINT = "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}"
-BETA = "/v1beta1/projects/{project}/locations/{location}/endpoints/{endpoint}"
 # What a container's HTTP error becomes when predict wraps it in Google's error JSON.
 _STATUS_OF = {
     400: "INVALID_ARGUMENT",
@@ -126,7 +125,6 @@ async def stream_raw_predict(
 
 
 @router.post(ENDPOINT + "/chat/completions", dependencies=[Depends(fault("ChatCompletions"))])
-@router.post(BETA + "/chat/completions", dependencies=[Depends(fault("ChatCompletions"))])
 async def chat_completions(
     request: Request, project: str, location: str, endpoint: str
 ) -> Response:
@@ -136,7 +134,6 @@ async def chat_completions(
 
 
 @router.post(ENDPOINT + "/completions", dependencies=[Depends(fault("Completions"))])
-@router.post(BETA + "/completions", dependencies=[Depends(fault("Completions"))])
 async def completions(request: Request, project: str, location: str, endpoint: str) -> Response:
     state = emulator(request)
     deployment = _pick(state, project, location, endpoint)

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from local.vertex.deployments import Deployments
 from local.vertex.endpoints import Endpoints
@@ -113,6 +114,18 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse(api.body(), status_code=error.status_code)
 
 
+class V1Beta1Alias:
+    """Serve /v1beta1/... as /v1/... (gcloud polls some operations there; the shapes are a superset)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1beta1/"):
+            scope = {**scope, "path": "/v1/" + scope["path"].removeprefix("/v1beta1/")}
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     from local.vertex import (
         api_control,
@@ -141,6 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
                 shutil.rmtree(state.scratch, ignore_errors=True)
 
     app = FastAPI(title="Vertex AI emulator", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(V1Beta1Alias)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(HTTPException, _http_error)
     for module in (

@@ -69,3 +69,27 @@ def test_gcloud_lists_models_and_endpoints(vertex: Running, tmp_path: Path) -> N
         vertex, tmp_path, "ai", "endpoints", "list", "--filter=labels.managed-by=modeldrop"
     )
     assert [e["name"] for e in endpoints] == [f"{PARENT}/endpoints/labelled"]
+
+
+@pytest.mark.stack
+def test_gcloud_deploys_predicts_and_undeploys(vertex: Running, tmp_path: Path) -> None:
+    """`gcloud ai endpoints deploy-model`, `predict`, `raw-predict` and `undeploy-model` work end to end."""
+    model, endpoint = vertex.echo_model("by-gcloud")
+    endpoint_id, model_id = endpoint.rsplit("/", 1)[1], model.rsplit("/", 1)[1]
+    ai = ("ai", "endpoints")
+    gcloud(
+        vertex, tmp_path, *ai, "deploy-model", endpoint_id, f"--model={model_id}",
+        "--display-name=by-gcloud", "--machine-type=n1-standard-4",
+    )  # fmt: skip
+    [deployed] = vertex.call("GET", f"/v1/{endpoint}")["deployedModels"]
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"instances": [{"prompt": "hi"}]}))
+    predicted = gcloud(vertex, tmp_path, *ai, "predict", endpoint_id, f"--json-request={request}")
+    assert predicted["predictions"] == [
+        {"echo": {"prompt": "hi"}, "deployedModelId": deployed["id"]}
+    ]
+    raw = gcloud(vertex, tmp_path, *ai, "raw-predict", endpoint_id, '--request={"prompt": "x"}')
+    assert raw["choices"][0]["text"] == f"echo from {deployed['id']}"
+    undeploy = f"--deployed-model-id={deployed['id']}"
+    gcloud(vertex, tmp_path, *ai, "undeploy-model", endpoint_id, undeploy)
+    assert vertex.call("GET", f"/v1/{endpoint}").get("deployedModels", []) == []
