@@ -187,16 +187,24 @@ async def _one(
             result = await response.json()
             done = time.perf_counter() - started
             return done, done, int(result["usage"]["completion_tokens"])
-        async for raw in response.content:
-            line = raw.strip()
-            if not line.startswith(b"data: "):
-                continue
+        # Read whatever bytes arrived, not line by line: the client must stay cheap per event, or at
+        # high token rates it becomes the bottleneck (and favours servers that send fewer events).
+        tail = b""
+        async for data in response.content.iter_any():
             if not first:
                 first = time.perf_counter() - started
-            if b'"usage"' in line and b'"choices":[]' in line.replace(b" ", b""):
-                usage = json.loads(line[6:])["usage"]
-                tokens = int(usage["completion_tokens"])
+            tail = (tail + data)[-8192:]
+        tokens = _usage_tokens(tail)
     return time.perf_counter() - started, first, tokens
+
+
+def _usage_tokens(tail: bytes) -> int:
+    """completion_tokens from the stream's usage event (the last event before [DONE])."""
+    for event in reversed(tail.split(b"\n\n")):
+        if event.startswith(b"data: {") and b'"usage"' in event:
+            usage = json.loads(event[6:]).get("usage") or {}
+            return int(usage.get("completion_tokens", 0))
+    return 0
 
 
 async def _level(
@@ -284,13 +292,21 @@ def _profile(
     )
     concurrency = args.profile_concurrency
     prompts = _prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
-    asyncio.run(_level(url, concurrency, prompts, args.output_tokens, True))
+    _run_async(_level(url, concurrency, prompts, args.output_tokens, True))
     sampler.wait(timeout=args.profile_seconds + 60)
 
 
 def _prompts(count: int, length: int, vocab: int, rng: random.Random) -> list[list[int]]:
     # Distinct random prompts: no request reuses another's prefix from the cache.
     return [[rng.randrange(10, vocab) for _ in range(length)] for _ in range(count)]
+
+
+def _run_async(coroutine: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def run(args: argparse.Namespace) -> list[TargetResult]:
@@ -306,7 +322,7 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
         print(f"   ready in {ready:.1f} s", flush=True)
         try:
             stream = target != "blocking"
-            asyncio.run(
+            _run_async(
                 _level(
                     url, 4, _prompts(8, args.prompt_tokens, vocab, rng), args.output_tokens, stream
                 )
@@ -318,7 +334,7 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
                 if target == "blocking":
                     count = max(8, concurrency)  # one at a time: keep its run short
                 prompts = _prompts(count, args.prompt_tokens, vocab, rng)
-                level = asyncio.run(_level(url, concurrency, prompts, args.output_tokens, stream))
+                level = _run_async(_level(url, concurrency, prompts, args.output_tokens, stream))
                 result.levels.append(level)
                 print(
                     f"   c={concurrency:<4} {level.tokens_per_s:>10.1f} tok/s  "
