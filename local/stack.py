@@ -61,6 +61,7 @@ class PartStatus:
     pid: int
     alive: bool
     answers: bool
+    state: str  # up, busy (accepts connections, serving others), down, exited
     url: str | None
     log: str
 
@@ -210,8 +211,9 @@ def status(data_dir: Path) -> tuple[StackState, list[PartStatus]] | None:
     parts = []
     for name, part in state.parts.items():
         alive = part_alive(part)
-        answers = alive and (part.url is None or _answers(part.url))
-        parts.append(PartStatus(name, part.pid, alive, answers, part.url, part.log))
+        probe = ("up" if part.url is None else _probe(part.url)) if alive else "exited"
+        answers = probe in ("up", "busy")
+        parts.append(PartStatus(name, part.pid, alive, answers, probe, part.url, part.log))
     return state, parts
 
 
@@ -298,13 +300,23 @@ def _wait_ready(name: str, child: Child, url: str, timeout_s: float) -> None:
 
 def _answers(url: str) -> bool:
     """True when something speaks HTTP at `url` with a status below 500."""
+    return _probe(url) == "up"
+
+
+def _probe(url: str) -> str:
+    """'up' (an HTTP status below 500), 'busy' (it accepts connections but is serving others: a
+    function with one thread in the middle of a sweep), or 'down'."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status) < 500
+            return "up" if int(response.status) < 500 else "down"
     except urllib.error.HTTPError as error:
-        return error.code < 500
-    except (urllib.error.URLError, OSError):
-        return False
+        return "up" if error.code < 500 else "down"
+    except TimeoutError:
+        return "busy"
+    except urllib.error.URLError as error:
+        return "busy" if isinstance(error.reason, TimeoutError) else "down"
+    except OSError:
+        return "down"
 
 
 def _create_bucket(storage_host: str, project: str, bucket: str) -> None:

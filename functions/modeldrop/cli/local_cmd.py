@@ -140,7 +140,7 @@ def local_status(ctx: Context) -> int:
         [
             p.name,
             str(p.pid),
-            "up" if p.answers else ("no answer" if p.alive else "exited"),
+            p.state,
             p.url or "-",
             p.log,
         ]
