@@ -133,6 +133,40 @@ def cold_starts(world: object, runs: int, logs: Path) -> tuple[list[float], list
     return cold, warm
 
 
+def baseline_cold_starts(runs: int, logs: Path) -> list[float]:
+    """The same measure for a do-nothing CloudEvent function: what functions-framework itself costs here."""
+    source = logs / "trivial_main.py"
+    source.write_text(
+        "import functions_framework\n\n\n@functions_framework.cloud_event\ndef noop(event):\n    return None\n"
+    )
+    framework = str(ROOT / ".venv" / "bin" / "functions-framework")
+    times = []
+    for run in range(runs):
+        port = free_port()
+        argv = [
+            framework,
+            "--source",
+            str(source),
+            "--target",
+            "noop",
+            "--signature-type",
+            "cloudevent",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        t0 = time.perf_counter()
+        child = start("noop", argv, logs / f"noop-{run}.log")
+        try:
+            while post(f"http://127.0.0.1:{port}/", b"{}") == 0:
+                time.sleep(0.01)
+            times.append(time.perf_counter() - t0)
+        finally:
+            stop(child)
+    return times
+
+
 def big_sweep(world: object, endpoints: int, vertex_url: str) -> dict[str, float]:
     from functions.world import World
 
@@ -212,7 +246,11 @@ def main() -> None:
                 world.ctx,
                 datetime.now(UTC),
             )
+            baseline = baseline_cold_starts(args.runs, logs)
             cold, warm = cold_starts(world, args.runs, logs)
+            print(
+                f"cold start of a do-nothing function (same measure, baseline): median {statistics.median(baseline):.3f} s (max {max(baseline):.3f} s)"
+            )
             print(
                 f"cold start (process start -> first deploy command handled): median {statistics.median(cold):.3f} s (max {max(cold):.3f} s)"
             )
