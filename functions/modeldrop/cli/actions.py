@@ -51,15 +51,16 @@ def upload(ctx: Context) -> int:
     profile = ctx.profile()
     transfer = Transfer(profile.project, profile.weights_bucket)
     upload_plan = plan(transfer, args.model, version, files, crcs)
-    ctx.say(describe(upload_plan))
     if upload_plan.complete:
         ctx.print(
             f"{upload_plan.folder.uri} is already uploaded (its manifest is there): nothing to do"
         )
         return EXIT_OK
+    ctx.say(describe(upload_plan))
     started = time.monotonic()
+    request_id = args.request_id or new_request_id("upload")
     try:
-        seconds = run_uploads(transfer, upload_plan, workers, ctx.err)
+        seconds = run_uploads(transfer, upload_plan, workers, ctx.err, request_id)
     except KeyboardInterrupt:
         ctx.say(
             f"interrupted: run the same command (with --version {version}) to resume; "
@@ -70,7 +71,6 @@ def upload(ctx: Context) -> int:
     ctx.say(
         f"uploaded {len(upload_plan.to_upload)} files in {seconds:.1f}s ({_rate(sent, seconds)})"
     )
-    request_id = args.request_id or new_request_id("upload")
     manifest = manifest_bytes(upload_plan, request_id)
     if args.no_wait:
         transfer.write_manifest(upload_plan.manifest_name, manifest)

@@ -31,7 +31,7 @@ class ProgressBar:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.every_s = 0.1 if self.tty else every_s
         self.started = time.monotonic()
-        self._drawn = 0.0
+        self._drawn = self.started  # the first line after every_s: short work prints only its end
         self._lock = threading.Lock()
 
     def advance(self, count: int) -> None:

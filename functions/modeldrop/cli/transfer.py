@@ -80,11 +80,21 @@ class Transfer:
             obj.name[len(prefix) :]: obj for obj in self.storage.list_objects(self.bucket, prefix)
         }
 
-    def upload(self, name: str, path: Path, size: int, crc32c: str, on_bytes: OnBytes) -> None:
+    def upload(
+        self,
+        name: str,
+        path: Path,
+        size: int,
+        crc32c: str,
+        on_bytes: OnBytes,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         """Upload `path` as `name`; PermanentError if the bucket's crc32c differs from ours."""
         blob = self.storage.client.bucket(self.bucket).blob(
             name, chunk_size=CHUNK_BYTES if size > CHUNK_BYTES else None
         )
+        if metadata:
+            blob.metadata = metadata
         try:
             with open(path, "rb") as stream:
                 # checksum="crc32c": the client also checks every resumable chunk it sends.

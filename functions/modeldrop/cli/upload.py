@@ -14,7 +14,13 @@ from typing import TextIO
 from modeldrop.cli.progress import ProgressBar, human_bytes
 from modeldrop.cli.transfer import Transfer, file_crc32c
 from modeldrop.errors import PermanentError
-from modeldrop.layout import CONFIG_NAME, MANIFEST_NAME, SHARD_INDEX_NAME, VersionFolder
+from modeldrop.layout import (
+    CONFIG_NAME,
+    MANIFEST_NAME,
+    SHARD_INDEX_NAME,
+    UPLOAD_METADATA_KEY,
+    VersionFolder,
+)
 from modeldrop.manifest import Manifest, ManifestFile
 from modeldrop.validation import Policy, validate_version
 
@@ -141,8 +147,19 @@ def plan(
     )
 
 
-def run_uploads(transfer: Transfer, upload_plan: UploadPlan, workers: int, err: TextIO) -> float:
-    """Upload what the plan lists, `workers` files at a time, the largest first; seconds taken."""
+def run_uploads(
+    transfer: Transfer,
+    upload_plan: UploadPlan,
+    workers: int,
+    err: TextIO,
+    request_id: str | None = None,
+) -> float:
+    """Upload what the plan lists, `workers` files at a time, the largest first; seconds taken.
+
+    Each file carries the request_id as object metadata: on_upload then waits for the manifest
+    instead of judging the folder complete from the files alone (the plain-copy rule).
+    """
+    metadata = {UPLOAD_METADATA_KEY: request_id} if request_id else None
     todo = sorted(upload_plan.to_upload, key=lambda f: -f.size)
     bar = ProgressBar("upload  ", sum(f.size for f in todo), err)
 
@@ -153,6 +170,7 @@ def run_uploads(transfer: Transfer, upload_plan: UploadPlan, workers: int, err: 
             file.size,
             upload_plan.crc32c[file.name],
             bar.advance,
+            metadata,
         )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
