@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
+import os
 import re
+import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,22 +103,27 @@ class Deployments:
         self.pids_dir.mkdir(parents=True, exist_ok=True)
         self.running: dict[str, Deployment] = {}
 
-    def reap_orphans(self) -> int:
+    def reap_orphans(self, grace_s: float = 10.0) -> int:
         """Stop deployment processes a killed emulator left running; how many were stopped."""
-        stopped = 0
+        orphans = []
         for path in self.pids_dir.glob("*.json"):
             try:
                 record = json.loads(path.read_text())
-                cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes()
-            except (OSError, ValueError, KeyError):
-                path.unlink(missing_ok=True)
-                continue
+                pid, argv = int(record["pid"]), [str(a) for a in record["argv"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                pid, argv = 0, []
             # Only a process still running our exact argv is ours: PIDs get reused.
-            if cmdline.split(b"\0")[:-1] == [a.encode() for a in record["argv"]]:
-                processes.stop_pid(int(record["pid"]))
-                stopped += 1
+            if pid and _cmdline(pid) == argv:
+                orphans.append(pid)
+                _signal_group(pid, signal.SIGTERM)
             path.unlink(missing_ok=True)
-        return stopped
+        # Their parent is gone, so nobody here can reap them: a zombie (no cmdline) has exited.
+        deadline = time.monotonic() + grace_s
+        while any(_cmdline(pid) for pid in orphans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in orphans:
+            _signal_group(pid, signal.SIGKILL)
+        return len(orphans)
 
     def _pid_file(self, spec: LaunchSpec) -> Path:
         return self.pids_dir / f"{spec.endpoint_id}-{spec.deployed_model_id}.json"
@@ -234,3 +243,17 @@ class Deployments:
                         "no replica is available."
                     )
                     await on_death(deployment)
+
+
+def _cmdline(pid: int) -> list[str]:
+    """The argv of a running process; empty when it is gone or a zombie."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0")[:-1]]
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
