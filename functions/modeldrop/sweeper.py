@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -18,6 +19,8 @@ from modeldrop.vertex import Endpoint
 log = logging.getLogger(__name__)
 # Monitoring ingests with a delay: look a little further back than the longest TTL.
 MONITORING_SLACK = timedelta(minutes=5)
+# One sweep at a time; a lease name no endpoint id can take ('.' is not label-safe).
+SWEEP_LOCK = "sweep.lock"
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Summary:
     torn_down: list[str] = field(default_factory=list)
     stale_leases_cleared: list[str] = field(default_factory=list)
     monitoring_queries: int = 0
+    skipped: bool = False  # another sweep held the sweep lock
 
 
 def sweep(ctx: Context, now: datetime) -> Summary:
@@ -37,6 +41,22 @@ def sweep(ctx: Context, now: datetime) -> Summary:
     for endpoint_id in ctx.state.stale_leases(now):
         if ctx.state.clear_stale_lease(endpoint_id, now):
             summary.stale_leases_cleared.append(endpoint_id)
+    # Ticks come at least once (Scheduler, Pub/Sub, a retried tick while the first still runs):
+    # two sweeps at once would both report a request and both tear a deployment down.
+    try:
+        generation = ctx.state.acquire(SWEEP_LOCK, f"sweep-{uuid.uuid4().hex[:12]}", now)
+    except ConflictError as error:
+        log.info("not sweeping: %s", error)
+        summary.skipped = True
+        return summary
+    try:
+        _sweep(ctx, now, summary)
+    finally:
+        ctx.state.release(SWEEP_LOCK, generation)
+    return summary
+
+
+def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
     records = ctx.state.operations()
     endpoints = {e.id: e for e in ctx.vertex.list_managed_endpoints(labels.MANAGED_FILTER)}
     summary.endpoints = len(endpoints)
@@ -61,7 +81,6 @@ def sweep(ctx: Context, now: datetime) -> Summary:
                 summary.torn_down += _tear_down(ctx, now, endpoint_id, decisions, summary)
         except ConflictError as error:
             log.info("skipping %s this sweep: %s", endpoint_id, error)
-    return summary
 
 
 def _idle(
