@@ -189,10 +189,15 @@ class Plane:
         seen = self.world.results(until=have_all, timeout_s=timeout_s)
         return [r for r in seen if r.kind == "upload"]
 
-    def sweep_until(self, done: Callable[[], bool], max_ticks: int, pause_s: float = 1.0) -> int:
-        """Tick until `done()` holds; the ticks it took (max_ticks + 1 if it never did)."""
+    def sweep_until(
+        self, done: Callable[[], bool], max_ticks: int, pause_s: float = 1.0, at_once: int = 1
+    ) -> int:
+        """Tick until `done()` holds, each tick delivered `at_once` times concurrently; the ticks it took (max_ticks + 1 if it never did)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         for n in range(1, max_ticks + 1):
-            self.tick()
+            with ThreadPoolExecutor(max_workers=at_once) as pool:
+                list(pool.map(lambda _: self.tick(), range(at_once)))
             self.world.results(timeout_s=0)
             if done():
                 return n
