@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+# Printable ASCII but space, '"' and '%', which the CloudEvents HTTP binding says to percent-encode.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
 DELETED = "google.cloud.storage.object.v1.deleted"
 # The notification's eventType attribute -> the CloudEvent type Eventarc uses for it.
 EVENT_TYPES = {"OBJECT_FINALIZE": FINALIZED, "OBJECT_DELETE": DELETED}
@@ -48,7 +51,9 @@ class StorageEvent:
             "ce-id": self.id,
             "ce-type": self.type,
             "ce-source": self.source,
-            "ce-subject": self.subject,
+            # HTTP headers are Latin-1: the CloudEvents binding percent-encodes what is not
+            # printable ASCII (an object named in any script must still reach the function).
+            "ce-subject": quote(self.subject, safe=_HEADER_SAFE),
             "ce-time": self.time,
             "content-type": "application/json",
         }
