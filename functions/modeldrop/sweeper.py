@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from modeldrop import labels, reconcile, traffic
 from modeldrop.context import Context
-from modeldrop.errors import ConflictError
+from modeldrop.errors import ConflictError, ModeldropError
 from modeldrop.reconcile import Action, Idleness, Report
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status
@@ -34,6 +34,7 @@ class Summary:
     stale_leases_cleared: list[str] = field(default_factory=list)
     monitoring_queries: int = 0
     skipped: bool = False  # another sweep held the sweep lock
+    errors: list[str] = field(default_factory=list)  # items left for the next sweep, and why
 
 
 def sweep(ctx: Context, now: datetime) -> Summary:
@@ -65,11 +66,23 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
             found = ctx.vertex.endpoint(record.endpoint)
             if found is not None:
                 endpoints[found.id] = found
-    operations = {r.operation: ctx.vertex.operation(r.operation) for r in records if r.operation}
+    # One bad item (an operation Vertex no longer knows, a call that fails) must not stop the sweep
+    # for every other endpoint: it is logged and left for the next tick.
+    operations = {}
+    for record in records:
+        if record.operation:
+            try:
+                operations[record.operation] = ctx.vertex.operation(record.operation)
+            except ModeldropError as error:
+                _skip(summary, f"operation {record.operation}", error)
     busy = set()
     for report in reconcile.follow(records, operations, endpoints, now):
         if report.action is Action.REPORT:
-            _report(ctx, now, report, endpoints.get(report.endpoint))
+            try:
+                _report(ctx, now, report, endpoints.get(report.endpoint))
+            except ModeldropError as error:
+                _skip(summary, f"reporting {report.request_id}", error)
+                continue
             summary.reported.append(report.request_id)
         else:
             busy.add(report.endpoint)
@@ -79,8 +92,13 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         try:
             with ctx.state.lease(endpoint_id, f"sweep-{now:%Y%m%dT%H%M%S}", now):
                 summary.torn_down += _tear_down(ctx, now, endpoint_id, decisions, summary)
-        except ConflictError as error:
-            log.info("skipping %s this sweep: %s", endpoint_id, error)
+        except ModeldropError as error:
+            _skip(summary, f"tearing down on {endpoint_id}", error)
+
+
+def _skip(summary: Summary, what: str, error: ModeldropError) -> None:
+    log.warning("sweep: %s left for the next sweep: %s", what, error)
+    summary.errors.append(f"{what}: {error}")
 
 
 def _idle(

@@ -411,8 +411,13 @@ class GapicVertex:
             raise translate(error, f"deleting endpoint {endpoint_id}") from error
 
     def operation(self, name: str) -> Operation:
+        from google.api_core.exceptions import NotFound
+
         try:
             op = self._endpoints.get_operation(request={"name": name})
+        except NotFound:
+            # Operations expire on Vertex's side: an unknown one has ended, and how is lost.
+            return Operation(name=name, done=True, error=f"Vertex no longer knows operation {name}")
         except Exception as error:
             raise translate(error, f"reading operation {name}") from error
         error_text = f"{op.error.message} (code {op.error.code})" if op.HasField("error") else None

@@ -15,9 +15,11 @@ from functions.conftest import CRASH_IMAGE
 from functions.world import World, make_world, sound_files
 from support.builders import make_command
 
+from modeldrop.errors import TransientError
 from modeldrop.events import PubSubMessage, StorageObject
 from modeldrop.executor import on_message
 from modeldrop.results import Result, Status
+from modeldrop.state import OperationRecord
 from modeldrop.sweeper import sweep
 from modeldrop.uploads import on_object
 
@@ -205,3 +207,42 @@ def test_endpoints_emptied_by_the_sweep_are_deleted_when_configured(vertex_url: 
     [teardown] = sweep(world.ctx, later).torn_down
     assert terminal(world, teardown, clock=lambda: later).status is Status.TORN_DOWN
     assert world.ctx.vertex.endpoint("emptied") is None
+
+
+def test_one_bad_operation_does_not_stop_the_sweep(vertex_url: str) -> None:
+    """An operation Vertex no longer knows ends `failed`; one whose read fails is skipped; the rest are reported."""
+    world = make_world(vertex_url)
+    registered(world, "good-one")
+    operations = f"projects/{world.settings.project}/locations/us-central1/operations"
+    for rid, number in (("ghost", "424242"), ("flaky", "434343")):
+        record = OperationRecord(
+            operation=f"{operations}/{number}",
+            request_id=rid,
+            action="deploy",
+            endpoint=rid,
+            started_at=datetime.now(UTC),
+        )
+        world.ctx.state.record_operation(record)
+    real = world.ctx.vertex
+
+    class FlakyVertex:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def operation(self, name: str) -> Any:
+            if name.endswith("434343"):
+                raise TransientError("503 from Vertex")
+            return real.operation(name)
+
+    ctx = dataclasses.replace(world.ctx, vertex=FlakyVertex())
+    command = deploy("good-one")
+    send(world, command)
+    deadline = time.monotonic() + 30
+    summary = sweep(ctx, datetime.now(UTC))
+    while command["request_id"] not in summary.reported and time.monotonic() < deadline:
+        time.sleep(0.3)
+        summary = sweep(ctx, datetime.now(UTC))
+    assert any("434343" in error for error in summary.errors)
+    results = {r.request_id: r.status for r in world.results(until=lambda rs: len(rs) >= 3)}
+    assert results["ghost"] is Status.FAILED and results[command["request_id"]] is Status.READY
+    assert [r.request_id for r in world.ctx.state.operations()] == ["flaky"]
