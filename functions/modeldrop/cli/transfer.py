@@ -13,9 +13,10 @@ from modeldrop.google_errors import translate
 from modeldrop.storage import GcsStorage, StoredObject
 
 READ_BYTES = 8 * 1024 * 1024
-# Files above this go up as resumable uploads in chunks of this size: a dropped connection costs
+# Files above this go up as resumable uploads in chunks of this size (64 MiB: fewer requests than
+# smaller chunks, at most --parallel chunks in memory): a dropped connection costs
 # one chunk, not the file, and the progress bar moves chunk by chunk.
-CHUNK_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024 * 1024
 OnBytes = Callable[[int], None]
 
 
