@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -15,9 +16,15 @@ def parse_duration(text: str | int | float) -> int:
             "a duration is a number of seconds or a string like '90s', '30m', '2h', '1d'"
         )
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError(f"duration must not be negative, got {text}")
+        # inf and nan too: pydantic turns only ValueError into a validation error, and anything
+        # else escaping the parser would make a bad command a poison message (retried forever).
+        if not math.isfinite(text) or text < 0:
+            raise ValueError(f"duration must be a finite number of seconds >= 0, got {text}")
         return int(text)
+    if not isinstance(text, str):
+        raise ValueError(
+            f"a duration is a number of seconds or a string like '90s', not {type(text).__name__}"
+        )
     match = _DURATION.match(text)
     if not match:
         raise ValueError(
