@@ -40,6 +40,12 @@ class Unavailable(ServingError):
     kind = "service_unavailable"
 
 
+class ClientGone(ServingError):
+    """The client closed the connection before its answer was ready; its generation was stopped."""
+
+    kind = "client_closed_request"
+
+
 class EngineFailure(ServingError):
     """The engine failed while generating."""
 
@@ -50,6 +56,7 @@ STATUS: dict[type[ServingError], int] = {
     BadRequest: 400,
     NotFound: 404,
     PayloadTooLarge: 413,
+    ClientGone: 499,  # nginx's code for "client closed request"; only logs and metrics see it
     Unavailable: 503,
     EngineFailure: 500,
     ServingError: 500,

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from serving.cancellation import unless_disconnected
 from serving.errors import BadRequest, NotFound, ServingError
 from serving.generation import Completion, Generator
 from serving.protocol import ChatRequest, CompletionRequest
@@ -91,7 +92,7 @@ async def run_completion(request: Request, body: CompletionRequest) -> Response:
             include_usage,
             request.app.state.metrics,
         )
-    results = await generator.complete_all(runs)
+    results = await unless_disconnected(request, generator.complete_all(runs))
     choices = []
     for number, result in enumerate(results):
         for choice in result.choices:
@@ -134,7 +135,7 @@ async def run_chat(request: Request, body: ChatRequest) -> Response:
             include_usage,
             request.app.state.metrics,
         )
-    result = await generator.complete(ids, params)
+    result = await unless_disconnected(request, generator.complete(ids, params))
     _count_tokens(request, [result])
     choices = [
         {

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from serving.cancellation import unless_disconnected
 from serving.engine import Phase
 from serving.errors import BadRequest
 from serving.generation import Completion, Generator
@@ -66,7 +67,7 @@ async def predict(request: Request) -> Response:
             ids = generator.prompt_ids(instance if isinstance(instance, str) else instance.prompt)
         runs.append((ids, generator.params(sampling, len(ids), sampling.max_tokens, False)))
     # Every instance goes to the engine at once, so they share its batches.
-    results = await generator.complete_all(runs)
+    results = await unless_disconnected(request, generator.complete_all(runs))
     metrics = request.app.state.metrics
     metrics.prompt_tokens.inc(sum(r.prompt_tokens for r in results))
     metrics.completion_tokens.inc(sum(r.completion_tokens for r in results))

@@ -282,6 +282,21 @@ def test_metrics_expose_http_and_engine_metrics(http: httpx.Client) -> None:
     assert re.search(r"^vllm:num_requests_waiting\{", text, re.M)
 
 
+def test_a_client_that_disconnects_stops_its_generation(server: Any, http: httpx.Client) -> None:
+    """A non-streaming client that gives up is answered 499 in the metrics: its generation was cancelled."""
+    body = {"prompt": ["the model"] * 8, "max_tokens": 256, "ignore_eos": True}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/v1/completions", json=body, timeout=0.3)
+    pattern = r'^modeldrop_serving_requests_total\{route="/v1/completions",status="499"\} ([0-9.]+)'
+    deadline = time.monotonic() + 10
+    found: list[str] = []
+    while time.monotonic() < deadline and not found:
+        found = re.findall(pattern, http.get("/metrics").text, re.M)
+        time.sleep(0.1)
+    assert found and float(found[0]) >= 1
+    assert http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2}).status_code == 200
+
+
 def test_health_turns_503_when_the_engine_dies(server: Any, http: httpx.Client) -> None:
     """Killing the engine process makes health answer 503 and generation requests 503 (runs last)."""
     engine_pids = _engine_core_pids(server.child.pid)
