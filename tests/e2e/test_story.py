@@ -52,12 +52,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.mark.stack
-def test_deploying_an_unknown_model_ends_failed_with_exit_1(stack: Path) -> None:
-    """The command is published, on_command reports the model is not registered, and the CLI exits 1."""
+def test_deploying_an_unknown_model_is_refused_with_exit_4(stack: Path) -> None:
+    """The registry has no such model: exit 4 before anything is published, naming the upload to do."""
     done = modeldrop(stack, "deploy", "no-such-model", "--timeout", "60")
+    assert done.returncode == 4, done.stderr
+    assert "model no-such-model is not registered" in done.stderr
+    assert "modeldrop upload" in done.stderr
+
+
+@pytest.mark.stack
+def test_a_command_that_fails_in_on_command_ends_with_exit_1(stack: Path) -> None:
+    """Undeploying from an endpoint that does not exist is published, reported failed by on_command, exit 1."""
+    done = modeldrop(stack, "undeploy", "nowhere", "--timeout", "60")
     assert done.returncode == 1, done.stderr
-    assert "failed" in done.stdout
-    assert "no-such-model" in done.stdout
+    assert "failed" in done.stdout and "undeploy" in done.stdout
 
 
 @pytest.mark.stack

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modeldrop.cli.context import EXIT_OK, Context, UsageError
+from modeldrop.cli.context import EXIT_OK, Context, NotFound, UsageError
 from modeldrop.cli.feed import PubSubResultFeed
 from modeldrop.cli.follow import exit_code, follow, format_result, new_request_id
 from modeldrop.cli.transfer import Transfer
@@ -108,7 +109,25 @@ def deploy(ctx: Context) -> int:
         "keep_warm": a.keep_warm,
         "traffic_percent": a.traffic,
     }
-    return publish_and_follow(ctx, body)
+    return publish_and_follow(ctx, body, lambda: _check_registered(ctx, a.model, a.version))
+
+
+def _check_registered(ctx: Context, model: str, version: str | None) -> None:
+    """NotFound (exit 4) before publishing when the registry has no such model or version."""
+    from modeldrop.registry import version_alias
+    from modeldrop.vertex import GapicVertex
+
+    if label_safe_problem("model", model) or (version and label_safe_problem("version", version)):
+        return  # the command's own validation names the problem
+    profile = ctx.profile()
+    vertex = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint)
+    alias = version_alias(version) if version else "latest"
+    if vertex.model_version(model, alias) is None:
+        which = f"version {version} of model {model}" if version else f"model {model}"
+        raise NotFound(
+            f"{which} is not registered in {profile.project}/{profile.region}: "
+            f"`modeldrop upload DIR --model {model}` first, or see `modeldrop status`"
+        )
 
 
 def undeploy(ctx: Context) -> int:
@@ -154,7 +173,9 @@ def register(ctx: Context) -> int:
     return publish_and_follow(ctx, body)
 
 
-def publish_and_follow(ctx: Context, body: dict[str, Any]) -> int:
+def publish_and_follow(
+    ctx: Context, body: dict[str, Any], precheck: Callable[[], None] | None = None
+) -> int:
     """Validate the command here (nothing is sent if it is bad), publish it, follow its results."""
     command = {k: v for k, v in body.items() if v is not None}
     command["request_id"] = ctx.args.request_id or new_request_id(str(body["action"]))
@@ -165,6 +186,8 @@ def publish_and_follow(ctx: Context, body: dict[str, Any]) -> int:
         raise UsageError(
             f"this {body['action']} command is not valid; nothing was sent", error.reasons
         ) from error
+    if precheck is not None:
+        precheck()
     profile = ctx.profile()
     publisher = PubSubPublisher(profile.project, profile.results_topic, profile.commands_topic)
     request_id = str(command["request_id"])
