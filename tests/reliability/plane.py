@@ -131,9 +131,9 @@ class Plane:
         return found
 
     def deliver_uploads(
-        self, messages: list[dict[str, Any]], copies: list[int], seed: int = 0
+        self, messages: list[dict[str, Any]], copies: list[int], seed: int = 0, at_once: int = 8
     ) -> dict[str, int]:
-        """Push each notification copies[i] times, all shuffled, 8 at once, to the bridge; a non-2xx is redelivered, as Pub/Sub does."""
+        """Push each notification copies[i] times, all shuffled, `at_once` at a time, to the bridge; a non-2xx is redelivered, as Pub/Sub does."""
         import random
         from concurrent.futures import ThreadPoolExecutor
 
@@ -156,7 +156,7 @@ class Plane:
                     time.sleep(1.0 + attempt)
             return 0
 
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=at_once) as pool:
             statuses = list(pool.map(push, deliveries))
         return {
             "deliveries": len(deliveries),

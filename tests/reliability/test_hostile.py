@@ -1,0 +1,158 @@
+"""Hostile input: every bad command and upload in the corpus gets one clear failed result, is acknowledged, and crashes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+from reliability.corpus import BAD_PATHS, COMMANDS, KNOWN, UPLOADS, manifest_for
+from reliability.figures import Figures
+from reliability.helpers import endpoints, model_versions, upload
+from reliability.plane import Plane
+
+from modeldrop.results import Result, Status
+
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
+RID = "hostile-"
+
+
+def request_id_in(body: bytes | dict[str, object]) -> str | None:
+    """The request id on_command keys a bad message's result by (None: the message id is used)."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return None
+    rid = body.get("request_id") if isinstance(body, dict) else None
+    valid = isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", rid)
+    return rid if valid else None  # type: ignore[return-value]
+
+
+def explain(result: Result | None) -> str:
+    return "" if result is None else f"{result.status.value}: {result.message} {result.reasons}"
+
+
+def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
+    plane: Plane, figures: Figures
+) -> None:
+    """Each of the corpus's bad commands gets one `failed` (register: `rejected`) result and each bad upload one `rejected`, naming the problem; each is acknowledged (none dead-lettered), no function dies, nothing is created."""
+    world = plane.world
+    upload(world, KNOWN, "v1")
+    plane.deliver_uploads(plane.notifications(), [1, 1, 1])
+    assert plane.wait_uploads([(KNOWN, "v1")], timeout_s=60)
+    errors_before = plane.function_errors()
+
+    expected: dict[str, tuple[str, str]] = {}  # request id -> (row, needle)
+    for n, (name, body, needle) in enumerate(COMMANDS):
+        if isinstance(body, dict):
+            # An endpoint (and so a lease) of its own: rows don't queue behind each other.
+            own = {"endpoint": f"hostile-{n}"}
+            if body.get("action") == "register" or body.get("endpoint", "nowhere") != "nowhere":
+                own = {}
+            body = {"request_id": RID + name, **body, **own}
+        (message_id,) = plane.publish(body)
+        rid = request_id_in(body)
+        expected[rid or f"invalid-{message_id}"] = (name, needle)
+
+    models = {}
+    for n, (name, files, _) in enumerate(UPLOADS):
+        model = f"bad-{n}"
+        models[model] = name
+        for file_name, data in files.items():
+            if file_name != "modeldrop-manifest.json":
+                world.put(model, "v1", file_name, data)
+        world.put(model, "v1", "modeldrop-manifest.json", manifest_for(model, RID + name, files))
+    from google.cloud import storage
+
+    bucket = storage.Client(project=world.settings.project).bucket(world.settings.weights_bucket)
+    for object_name, _ in BAD_PATHS:
+        bucket.blob(object_name).upload_from_string(b'{"format": "modeldrop-manifest/1"}')
+    notes = plane.notifications()
+    # One at a time: concurrent events of one bad folder are the xfail below.
+    delivered = plane.deliver_uploads(notes, [1] * len(notes), at_once=1)
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        seen = world.results(timeout_s=1)
+        uploads_done = {r.model for r in seen if r.kind == "upload" and r.terminal}
+        if set(expected) <= {r.request_id for r in seen} and set(models) <= uploads_done:
+            break
+    time.sleep(2)
+    seen = world.results(timeout_s=1)
+    errors = plane.function_errors() - errors_before
+
+    wrong = []
+    command_results = 0
+    for rid, (name, needle) in expected.items():
+        got = [r for r in seen if r.request_id == rid and r.terminal]
+        command_results += len(got)
+        text = explain(got[0]) if got else ""
+        failed = bool(got) and got[0].status in (Status.FAILED, Status.REJECTED)
+        if len(got) != 1 or not failed or needle.lower() not in text.lower():
+            wrong.append(f"command {name}: {len(got)} result(s) {text[:300]}")
+    upload_results = 0
+    for model, name in models.items():
+        needle = next(n for row, _, n in UPLOADS if row == name)
+        got = [r for r in seen if r.kind == "upload" and r.model == model and r.terminal]
+        upload_results += len(got)
+        text = explain(got[0]) if got else ""
+        if (
+            len(got) != 1
+            or got[0].status is not Status.REJECTED
+            or needle.lower() not in text.lower()
+        ):
+            wrong.append(f"upload {name}: {len(got)} result(s) {text[:300]}")
+    outside = [r for r in seen if r.kind == "upload" and r.model is None]
+    registered = model_versions(plane.vertex.url, world, KNOWN)
+    others = sum(len(model_versions(plane.vertex.url, world, m)) for m in models)
+    dead = plane.dead_letters()
+    figures.record(
+        "hostile",
+        corpus=len(COMMANDS) + len(UPLOADS) + len(BAD_PATHS),
+        commands=len(COMMANDS),
+        uploads=len(UPLOADS),
+        bad_paths=len(BAD_PATHS),
+        failed_results=command_results,
+        rejected_results=upload_results + len(outside),
+        wrong_or_missing=len(wrong),
+        retried=errors,
+        dead_letters=len(dead),
+        notifications_acked=delivered["acked"],
+        notifications=delivered["deliveries"],
+        created=others + len(endpoints(plane.vertex.url, world)),
+    )
+    assert wrong == [], "\n".join(wrong)
+    assert sorted(json.dumps(r.reasons) for r in outside) and len(outside) == sum(
+        1 for _, what in BAD_PATHS if what == "rejected"
+    ), [explain(r) for r in outside]
+    assert dead == []
+    assert delivered["acked"] == delivered["deliveries"]
+    assert len(registered) == 1 and others == 0
+    assert endpoints(plane.vertex.url, world) == {}
+    assert all(plane.alive().values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: a rejection is published through reporting.once, whose claim is not "
+    "exclusive, so a bad folder's events handled at the same time each publish `rejected`",
+)
+def test_concurrent_events_of_one_bad_folder_give_one_rejection(
+    plane: Plane, figures: Figures
+) -> None:
+    """The notifications of one bad folder, handled at the same time, give one `rejected` result."""
+    world = plane.world
+    files = {**UPLOADS[0][1], "extra.pkl": b"\x80\x04"}
+    for file_name, data in files.items():
+        world.put("bad-concurrent", "v1", file_name, data)
+    manifest = manifest_for("bad-concurrent", RID + "concurrent", files)
+    world.put("bad-concurrent", "v1", "modeldrop-manifest.json", manifest)
+    notes = plane.notifications()
+    plane.deliver_uploads(notes, [1] * len(notes), at_once=len(notes))
+    time.sleep(3)
+    rid = RID + "concurrent"
+    got = [r for r in world.results(timeout_s=2) if r.request_id == rid and r.terminal]
+    figures.record("hostile-concurrent-events", events=len(notes), rejected_results=len(got))
+    assert len(got) == 1
