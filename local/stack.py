@@ -177,6 +177,9 @@ def down(data_dir: Path, progress: Progress = lambda line: None) -> list[str]:
     if state is None:
         raise StackError(f"no local stack is running (no state file in {data_dir})")
     stopped: list[str] = []
+    # Deployments run in their own sessions: the emulator stops them on SIGTERM, and whatever
+    # outlives it (a hung engine, an emulator killed after its grace) is stopped here by PID.
+    deployments = _deployment_pids(state)
     for stage in STOP_STAGES:
         names = [n for n in stage if n in state.parts]
         names += [n for n in state.parts if stage is STOP_STAGES[0] and not _staged(n)]
@@ -190,8 +193,28 @@ def down(data_dir: Path, progress: Progress = lambda line: None) -> list[str]:
         for name in alive:
             progress(f"{name:<11} stopped (pid {state.parts[name].pid})")
         stopped += alive
+        if "vertex" in stage:
+            leftover = [pid for pid in deployments if _pid_alive(pid)]
+            for pid in leftover:
+                stop_pid(pid, grace_s=10)
+                progress(f"{'deployment':<11} stopped (pid {pid}, left by the emulator)")
     (data_dir / "stack.json").unlink(missing_ok=True)
     return stopped
+
+
+def _deployment_pids(state: StackState) -> list[int]:
+    """The PIDs of the Vertex emulator's deployment processes, as it reports them (none if it is down)."""
+    url = state.env.get("MODELDROP_VERTEX_API_ENDPOINT", "") + "/emulator/deployments"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            listed = json.loads(response.read()).get("deployments", [])
+    except (OSError, ValueError):
+        return []
+    return [int(d["pid"]) for d in listed if isinstance(d, dict) and isinstance(d.get("pid"), int)]
+
+
+def _pid_alive(pid: int) -> bool:
+    return part_alive(PartState(pid=pid, log=""))
 
 
 def _staged(name: str) -> bool:
@@ -200,7 +223,7 @@ def _staged(name: str) -> bool:
 
 def _grace(name: str) -> float:
     # The Vertex emulator stops every deployment (a vLLM engine each) before it exits.
-    return 30.0 if name == "vertex" else 5.0
+    return 60.0 if name == "vertex" else 5.0
 
 
 def status(data_dir: Path) -> tuple[StackState, list[PartStatus]] | None:
@@ -236,7 +259,7 @@ def _start_background(
     python = sys.executable
     logs = config.logs_dir
     vertex_argv = [python, "-m", "local.vertex", "--port", str(ports.vertex)]
-    vertex_argv += ["--data-dir", str(config.data_dir / "vertex")]
+    vertex_argv += ["--data-dir", str(config.data_dir / "vertex"), *config.vertex_args]
     # Deployments inherit the emulator's environment, as a container inherits its image's.
     vertex_env = {
         "MODELDROP_SERVING_GPU_MEMORY_UTILIZATION": str(config.serving_memory_utilization),

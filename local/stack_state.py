@@ -66,6 +66,8 @@ class StackConfig:
     # vLLM reserves this share of memory per deployment; on the CPU backend it is a share of RAM,
     # and vLLM's 0.9 default leaves nothing for a second engine or the rest of the stack.
     serving_memory_utilization: float = 0.15
+    # Extra flags for the Vertex emulator: --image-map, --fault, --stockout, --deploy-delay, ...
+    vertex_args: tuple[str, ...] = ()
     # The functions' entry points; another checkout's for trying changes against a running stack.
     functions_source: Path = REPO_ROOT / "functions" / "main.py"
 

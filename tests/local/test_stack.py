@@ -224,3 +224,26 @@ def test_up_refuses_ports_that_are_taken(tmp_path: Path) -> None:
         with pytest.raises(StackError, match=f"{busy} \\(vertex\\)"):
             up(config)
     assert read_state(tmp_path) is None
+
+
+@pytest.mark.stack
+def test_down_stops_the_vertex_emulators_deployments_too(tmp_path: Path) -> None:
+    """A deployment process started by the emulator (in its own session) is gone after down()."""
+    from local.vertex.testing import ECHO_MAP, Running
+
+    config = StackConfig(
+        data_dir=tmp_path / "stack",
+        ports=Ports().with_free_ports(),
+        project="modeldrop-test",  # the project local.vertex.testing's helpers name
+        memory_gcs=True,
+        vertex_args=("--image-map", ECHO_MAP, "--health-interval", "0.2"),
+    )
+    state = up(config)
+    try:
+        vertex = Running(state.vertex_endpoint, config.ports.vertex, None, tmp_path)  # type: ignore[arg-type]
+        model, endpoint = vertex.echo_model("echo-down")
+        pid = int(vertex.process(vertex.deploy(model, endpoint))["pid"])
+        assert part_alive(PartState(pid=pid, log=""))
+    finally:
+        down(config.data_dir)
+    assert not part_alive(PartState(pid=pid, log=""))

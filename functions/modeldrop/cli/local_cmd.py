@@ -46,6 +46,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=0.15,
         help="vLLM's memory share per deployment (on the CPU: of RAM; default 0.15)",
     )
+    up.add_argument(
+        "--vertex-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="a flag for the Vertex emulator, repeatable: --vertex-arg=--stockout, "
+        "--vertex-arg=--fault --vertex-arg='DeployModel=0.3:503' (see `modeldrop local vertex --help`)",
+    )
     up.add_argument("--project", default="modeldrop-local", help="the emulated project id")
     up.add_argument("--region", default="us-central1", help="the emulated region")
     up.set_defaults(handler=local_up)
@@ -86,6 +94,7 @@ def local_up(ctx: Context) -> int:
         deploy_grace=a.deploy_grace,
         memory_gcs=a.memory,
         serving_memory_utilization=a.serving_memory_utilization,
+        vertex_args=tuple(a.vertex_arg),
     )
     started = time.monotonic()
     ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
