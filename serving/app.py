@@ -80,6 +80,10 @@ async def _load(app: FastAPI) -> None:
             "model": settings.model_name,
             "max_model_len": engine.max_model_len,
             "time_to_ready_s": round(time.monotonic() - app.state.started_monotonic, 2),
+            "endpoint_id": settings.vertex.endpoint_id,
+            "deployed_model_id": settings.vertex.deployed_model_id,
+            "machine_type": settings.vertex.machine_type,
+            "accelerator_type": settings.vertex.accelerator_type,
         },
     )
 

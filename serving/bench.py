@@ -8,7 +8,6 @@ Prints throughput, p50/p99 latency, time to first token and time to ready, with 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -19,43 +18,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+
+from serving.bench_load import make_prompts, run_async, run_level
+from serving.bench_report import TargetResult, plot, report
 
 TARGETS = ("container", "vllm", "blocking")
-
-
-@dataclass
-class Level:
-    """One concurrency level's figures for one target."""
-
-    concurrency: int
-    requests: int
-    errors: int
-    wall_s: float
-    output_tokens: int
-    tokens_per_s: float
-    requests_per_s: float
-    latency_p50_s: float
-    latency_p99_s: float
-    ttft_p50_s: float
-    ttft_p99_s: float
-
-
-@dataclass
-class TargetResult:
-    name: str
-    ready_s: float
-    levels: list[Level] = field(default_factory=list)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def _free_port() -> int:
@@ -163,97 +132,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-async def _one(
-    session: Any, url: str, prompt: list[int], output_tokens: int, stream: bool
-) -> tuple[float, float, int]:
-    """(latency, time to first token, output tokens) of one completion."""
-    body: dict[str, Any] = {
-        "model": "bench",
-        "prompt": prompt,
-        "max_tokens": output_tokens,
-        "ignore_eos": True,
-        "temperature": 1.0,
-    }
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
-    started = time.perf_counter()
-    first = 0.0
-    tokens = 0
-    async with session.post(url + "/v1/completions", json=body) as response:
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {(await response.text())[:200]}")
-        if not stream:
-            result = await response.json()
-            done = time.perf_counter() - started
-            return done, done, int(result["usage"]["completion_tokens"])
-        # Read whatever bytes arrived, not line by line: the client must stay cheap per event, or at
-        # high token rates it becomes the bottleneck (and favours servers that send fewer events).
-        tail = b""
-        async for data in response.content.iter_any():
-            if not first:
-                first = time.perf_counter() - started
-            tail = (tail + data)[-8192:]
-        tokens = _usage_tokens(tail)
-    return time.perf_counter() - started, first, tokens
-
-
-def _usage_tokens(tail: bytes) -> int:
-    """completion_tokens from the stream's usage event (the last event before [DONE])."""
-    for event in reversed(tail.split(b"\n\n")):
-        if event.startswith(b"data: {") and b'"usage"' in event:
-            usage = json.loads(event[6:]).get("usage") or {}
-            return int(usage.get("completion_tokens", 0))
-    return 0
-
-
-async def _level(
-    url: str, concurrency: int, prompts: list[list[int]], output_tokens: int, stream: bool
-) -> Level:
-    import aiohttp
-
-    queue: asyncio.Queue[list[int]] = asyncio.Queue()
-    for prompt in prompts:
-        queue.put_nowait(prompt)
-    latencies: list[float] = []
-    ttfts: list[float] = []
-    totals = [0, 0]  # tokens, errors
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=1800)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def worker() -> None:
-            while not queue.empty():
-                prompt = queue.get_nowait()
-                try:
-                    latency, ttft, tokens = await _one(session, url, prompt, output_tokens, stream)
-                except Exception as error:  # counted, and the first few printed
-                    totals[1] += 1
-                    if totals[1] <= 3:
-                        print(f"  request failed: {error}", file=sys.stderr)
-                    continue
-                latencies.append(latency)
-                ttfts.append(ttft)
-                totals[0] += tokens
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return Level(
-        concurrency=concurrency,
-        requests=len(latencies),
-        errors=totals[1],
-        wall_s=round(wall, 3),
-        output_tokens=totals[0],
-        tokens_per_s=round(totals[0] / wall, 1),
-        requests_per_s=round(len(latencies) / wall, 3),
-        latency_p50_s=round(_percentile(latencies, 0.5), 4),
-        latency_p99_s=round(_percentile(latencies, 0.99), 4),
-        ttft_p50_s=round(_percentile(ttfts, 0.5), 4),
-        ttft_p99_s=round(_percentile(ttfts, 0.99), 4),
-    )
-
-
 def _profile(
     pid: int,
     target: str,
@@ -291,22 +169,9 @@ def _profile(
         stderr=subprocess.DEVNULL,
     )
     concurrency = args.profile_concurrency
-    prompts = _prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
-    _run_async(_level(url, concurrency, prompts, args.output_tokens, True))
+    prompts = make_prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
+    run_async(run_level(url, concurrency, prompts, args.output_tokens, True))
     sampler.wait(timeout=args.profile_seconds + 60)
-
-
-def _prompts(count: int, length: int, vocab: int, rng: random.Random) -> list[list[int]]:
-    # Distinct random prompts: no request reuses another's prefix from the cache.
-    return [[rng.randrange(10, vocab) for _ in range(length)] for _ in range(count)]
-
-
-def _run_async(coroutine: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
 
 
 def run(args: argparse.Namespace) -> list[TargetResult]:
@@ -322,9 +187,13 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
         print(f"   ready in {ready:.1f} s", flush=True)
         try:
             stream = target != "blocking"
-            _run_async(
-                _level(
-                    url, 4, _prompts(8, args.prompt_tokens, vocab, rng), args.output_tokens, stream
+            run_async(
+                run_level(
+                    url,
+                    4,
+                    make_prompts(8, args.prompt_tokens, vocab, rng),
+                    args.output_tokens,
+                    stream,
                 )
             )  # warm-up, not recorded
             for concurrency in args.concurrency:
@@ -333,8 +202,8 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
                 count = args.requests or max(8, concurrency * args.requests_per_slot)
                 if target == "blocking":
                     count = max(8, concurrency)  # one at a time: keep its run short
-                prompts = _prompts(count, args.prompt_tokens, vocab, rng)
-                level = _run_async(_level(url, concurrency, prompts, args.output_tokens, stream))
+                prompts = make_prompts(count, args.prompt_tokens, vocab, rng)
+                level = run_async(run_level(url, concurrency, prompts, args.output_tokens, stream))
                 result.levels.append(level)
                 print(
                     f"   c={concurrency:<4} {level.tokens_per_s:>10.1f} tok/s  "
@@ -348,63 +217,6 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
             _stop(process)
         results.append(result)
     return results
-
-
-def report(results: list[TargetResult]) -> str:
-    """A markdown table, with each target's ratios to plain vLLM at the same concurrency."""
-    base = {r.name: r for r in results}.get("vllm")
-    base_levels = {lv.concurrency: lv for lv in base.levels} if base else {}
-    lines = [
-        "| target | concurrency | req/s | tok/s | × vLLM tok/s | p50 latency (s) | p99 latency (s) "
-        "| p50 − vLLM p50 (ms) | TTFT p50 (s) | TTFT p99 (s) | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for result in results:
-        for lv in result.levels:
-            ref = base_levels.get(lv.concurrency)
-            ratio = f"{lv.tokens_per_s / ref.tokens_per_s:.3f}" if ref else "—"
-            added = f"{(lv.latency_p50_s - ref.latency_p50_s) * 1000:+.1f}" if ref else "—"
-            lines.append(
-                f"| {result.name} | {lv.concurrency} | {lv.requests_per_s:.2f} | "
-                f"{lv.tokens_per_s:,.0f} | {ratio} | {lv.latency_p50_s:.3f} | {lv.latency_p99_s:.3f} | "
-                f"{added} | {lv.ttft_p50_s:.3f} | {lv.ttft_p99_s:.3f} | {lv.errors} |"
-            )
-    lines.append("")
-    ready = ", ".join(f"{r.name} {r.ready_s:.1f} s" for r in results)
-    lines.append(
-        f"Time to ready (start → health 200): {ready}"
-        + (f"; container/vLLM {base_ready_ratio(results):.2f}×" if base else "")
-    )
-    return "\n".join(lines)
-
-
-def base_ready_ratio(results: list[TargetResult]) -> float:
-    by_name = {r.name: r for r in results}
-    return (
-        by_name["container"].ready_s / by_name["vllm"].ready_s
-        if {"container", "vllm"} <= set(by_name)
-        else float("nan")
-    )
-
-
-def plot(results: list[TargetResult], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
-    for result in results:
-        xs = [lv.concurrency for lv in result.levels]
-        axis.plot(xs, [lv.tokens_per_s for lv in result.levels], marker="o", label=result.name)
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("concurrent requests")
-    axis.set_ylabel("output tokens / s")
-    axis.set_title(title)
-    axis.grid(True, alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
 
 
 def _ints(text: str) -> list[int]:

@@ -1,0 +1,72 @@
+"""The benchmark's report: a markdown table with ratios to plain vLLM, and a throughput plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from serving.bench_load import Level
+
+
+@dataclass
+class TargetResult:
+    name: str
+    ready_s: float
+    levels: list[Level] = field(default_factory=list)
+
+
+def report(results: list[TargetResult]) -> str:
+    """A markdown table, with each target's ratios to plain vLLM at the same concurrency."""
+    base = {r.name: r for r in results}.get("vllm")
+    base_levels = {lv.concurrency: lv for lv in base.levels} if base else {}
+    lines = [
+        "| target | concurrency | req/s | tok/s | × vLLM tok/s | p50 latency (s) | p99 latency (s) "
+        "| p50 − vLLM p50 (ms) | TTFT p50 (s) | TTFT p99 (s) | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        for lv in result.levels:
+            ref = base_levels.get(lv.concurrency)
+            ratio = f"{lv.tokens_per_s / ref.tokens_per_s:.3f}" if ref else "—"
+            added = f"{(lv.latency_p50_s - ref.latency_p50_s) * 1000:+.1f}" if ref else "—"
+            lines.append(
+                f"| {result.name} | {lv.concurrency} | {lv.requests_per_s:.2f} | "
+                f"{lv.tokens_per_s:,.0f} | {ratio} | {lv.latency_p50_s:.3f} | {lv.latency_p99_s:.3f} | "
+                f"{added} | {lv.ttft_p50_s:.3f} | {lv.ttft_p99_s:.3f} | {lv.errors} |"
+            )
+    lines.append("")
+    ready = ", ".join(f"{r.name} {r.ready_s:.1f} s" for r in results)
+    lines.append(
+        f"Time to ready (start → health 200): {ready}"
+        + (f"; container/vLLM {base_ready_ratio(results):.2f}×" if base else "")
+    )
+    return "\n".join(lines)
+
+
+def base_ready_ratio(results: list[TargetResult]) -> float:
+    by_name = {r.name: r for r in results}
+    return (
+        by_name["container"].ready_s / by_name["vllm"].ready_s
+        if {"container", "vllm"} <= set(by_name)
+        else float("nan")
+    )
+
+
+def plot(results: list[TargetResult], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for result in results:
+        xs = [lv.concurrency for lv in result.levels]
+        axis.plot(xs, [lv.tokens_per_s for lv in result.levels], marker="o", label=result.name)
+    axis.set_xscale("log", base=2)
+    axis.set_xlabel("concurrent requests")
+    axis.set_ylabel("output tokens / s")
+    axis.set_title(title)
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)

@@ -1,0 +1,46 @@
+"""The benchmark's pure parts: usage parsing from a stream's tail, percentiles, and the ratio table."""
+
+from __future__ import annotations
+
+from serving.bench_load import Level, _usage_tokens, make_prompts, percentile
+from serving.bench_report import TargetResult, report
+
+
+def _level(concurrency: int, tokens_per_s: float, p50: float) -> Level:
+    return Level(concurrency, 10, 0, 1.0, 100, tokens_per_s, 10.0, p50, p50, 0.01, 0.02)
+
+
+def test_usage_is_read_from_the_last_event_before_done() -> None:
+    """completion_tokens comes from the usage event, even when it is split from earlier chunks."""
+    tail = (
+        b'data: {"choices":[{"index":0,"text":"x"}]}\n\n'
+        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":128}}\n\n'
+        b"data: [DONE]\n\n"
+    )
+    assert _usage_tokens(tail) == 128
+    assert _usage_tokens(b"data: [DONE]\n\n") == 0
+
+
+def test_percentiles_and_prompts_are_what_they_say() -> None:
+    """p50/p99 pick from the sorted values; prompts have the asked length and distinct content."""
+    import random
+
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) in (50.0, 51.0)
+    assert percentile(values, 0.99) == 99.0
+    prompts = make_prompts(5, 16, 1000, random.Random(0))
+    assert all(len(p) == 16 and all(10 <= t < 1000 for t in p) for p in prompts)
+    assert len({tuple(p) for p in prompts}) == 5
+
+
+def test_report_gives_ratios_to_vllm_at_the_same_concurrency() -> None:
+    """The table divides each target's throughput by vLLM's at the same concurrency."""
+    results = [
+        TargetResult("container", 50.0, [_level(64, 980.0, 0.502)]),
+        TargetResult("vllm", 100.0, [_level(64, 1000.0, 0.500)]),
+    ]
+    table = report(results)
+    row = next(line for line in table.splitlines() if line.startswith("| container | 64"))
+    assert "| 0.980 |" in row
+    assert "+2.0" in row
+    assert "container/vLLM 0.50×" in table
