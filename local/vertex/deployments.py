@@ -34,7 +34,7 @@ _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 class State(enum.Enum):
     STARTING = "starting"  # process started; its health route has not answered 200 yet
     READY = "ready"  # health route answered 200; traffic may go to it
-    DEAD = "dead"  # the process exited after it was ready; predicts answer 503
+    DEAD = "dead"  # the process exited (or its health route failed) after it was ready; predicts answer 503
     STOPPED = "stopped"  # undeployed, or the emulator is shutting down
 
 
@@ -232,17 +232,39 @@ class Deployments:
         await asyncio.gather(*(self.stop(key) for key in list(self.running)))
 
     async def watch(self, on_death: Callable[[Deployment], Awaitable[None]]) -> None:
-        """Notice ready deployments whose process died, forever; `on_death` records it."""
-        while True:
-            await asyncio.sleep(self.settings.health_interval_s)
-            for deployment in list(self.running.values()):
-                if deployment.state is State.READY and not deployment.child.alive():
+        """Notice ready deployments whose process died or whose health route fails, forever; `on_death` records it."""
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                await asyncio.sleep(self.settings.health_interval_s)
+                for deployment in list(self.running.values()):
+                    if deployment.state is not State.READY:
+                        continue
+                    if not deployment.child.alive():
+                        deployment.message = (
+                            f"The model server exited with code {deployment.child.popen.returncode}; "
+                            "no replica is available."
+                        )
+                    else:
+                        # Vertex probes the health route of running replicas too: a server whose
+                        # engine died answers 503 while its process lives on.
+                        status = await _health(client, deployment)
+                        if status is None or status == 200:
+                            continue  # no answer in time is a busy server, not a failed one
+                        deployment.message = (
+                            f"The model server's health route {deployment.health_route} answered "
+                            f"{status}; no replica is available."
+                        )
                     deployment.state = State.DEAD
-                    deployment.message = (
-                        f"The model server exited with code {deployment.child.popen.returncode}; "
-                        "no replica is available."
-                    )
                     await on_death(deployment)
+
+
+async def _health(client: httpx.AsyncClient, deployment: Deployment) -> int | None:
+    """The health route's status, or None when it did not answer in time."""
+    try:
+        response = await client.get(deployment.base_url + deployment.health_route)
+    except httpx.HTTPError:
+        return None
+    return response.status_code
 
 
 def _cmdline(pid: int) -> list[str]:
