@@ -77,7 +77,7 @@ def _data_dir(ctx: Context) -> Path:
 
 
 def local_up(ctx: Context) -> int:
-    from local.stack import up
+    from local.stack import running_state, up
     from local.stack_state import Ports, StackConfig
 
     a = ctx.args
@@ -97,7 +97,8 @@ def local_up(ctx: Context) -> int:
         vertex_args=tuple(a.vertex_arg),
     )
     started = time.monotonic()
-    ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
+    if running_state(config.data_dir) is None:
+        ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
     state = up(config, progress=ctx.say)
     ctx.say(
         f"the local stack is up in {time.monotonic() - started:.1f}s; `modeldrop local down` stops it"
