@@ -88,7 +88,8 @@ def register(
             rid = rid or upload_request_id(
                 folder.bucket, folder.model, folder.version, [manifest_obj.generation]
             )
-            return once(
+            return _reject(
+                folder,
                 ctx,
                 now,
                 Result(
@@ -120,7 +121,8 @@ def register(
         )
         problems += [f"{name} is in the manifest but not in the bucket" for name in absent]
         if problems:
-            return once(
+            return _reject(
+                folder,
                 ctx,
                 now,
                 Result(
@@ -136,7 +138,8 @@ def register(
     elif missing:
         if not explicit:
             return None
-        return once(
+        return _reject(
+            folder,
             ctx,
             now,
             Result(
@@ -154,7 +157,8 @@ def register(
     config = _read(ctx, folder, CONFIG_NAME) if CONFIG_NAME in listing else None
     problems = validate_version(folder.model, folder.version, sizes, config, index, ctx.policy)
     if problems:
-        return once(
+        return _reject(
+            folder,
             ctx,
             now,
             Result(
@@ -187,8 +191,22 @@ def _register_once(
     # by this invocation alone, two of them both find no version and both register one. A lost
     # race raises ConflictError (retried); the retry finds the request done.
     holder = f"{rid}#{uuid.uuid4().hex[:8]}"
-    with ctx.state.lease(f"register.{folder.model}.{folder.version}", holder, now):
+    with ctx.state.lease(_folder_lock(folder), holder, now):
         return _register_locked(folder, ctx, now, record, digest, base)
+
+
+def _reject(folder: VersionFolder, ctx: Context, now: datetime, result: Result) -> Result | None:
+    """Publish a rejection once, under the folder's lock: a folder's events arrive together."""
+    holder = f"{result.request_id}#{uuid.uuid4().hex[:8]}"
+    with ctx.state.lease(_folder_lock(folder), holder, now):
+        prior = ctx.state.request(result.request_id)
+        if prior is not None and prior.state is RequestState.DONE:
+            return None
+        return once(ctx, now, result)
+
+
+def _folder_lock(folder: VersionFolder) -> str:
+    return f"register.{folder.model}.{folder.version}"
 
 
 def _register_locked(

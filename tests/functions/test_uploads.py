@@ -10,6 +10,7 @@ import google_crc32c
 import pytest
 from functions.world import CONFIG, World, make_world, sound_files
 
+from modeldrop.errors import ConflictError
 from modeldrop.events import StorageObject
 from modeldrop.layout import DEPLOY_POLICY_NAME, MANIFEST_NAME, UPLOAD_METADATA_KEY
 from modeldrop.results import Status
@@ -182,3 +183,33 @@ def test_files_the_cli_uploads_wait_for_its_manifest(vertex_url: str) -> None:
     assert [(r.request_id, r.status) for r in world.results(until=lambda rs: len(rs) >= 1)] == [
         ("cli-3", Status.REGISTERED)
     ]
+
+
+def test_concurrent_events_of_a_bad_folder_publish_one_rejection(vertex_url: str) -> None:
+    """Four events of one bad folder handled at once: one `rejected`; the others retry (ConflictError) or find it done."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    world = make_world(vertex_url)
+    files = {**sound_files(), "weights.pkl": b"\x80\x04"}
+    for name, data in files.items():
+        world.put("bad-at-once", "v1", name, data)
+    names = list(files)
+
+    def handle(name: str) -> str:
+        try:
+            result = on_object(
+                event(world, "bad-at-once", "v1", name), world.ctx, datetime.now(UTC)
+            )
+        except ConflictError:
+            return "retry"
+        return "none" if result is None else result.status.value
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        outcomes = list(pool.map(handle, names))
+    for name in names:  # the redeliveries of those that were told to retry
+        assert (
+            on_object(event(world, "bad-at-once", "v1", name), world.ctx, datetime.now(UTC)) is None
+        )
+    assert outcomes.count("rejected") == 1
+    published = world.results(until=lambda rs: len(rs) >= 1, timeout_s=3)
+    assert [r.status for r in published] == [Status.REJECTED]
