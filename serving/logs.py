@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import contextvars
 import json
 import logging
@@ -65,5 +67,11 @@ def configure(level: str) -> None:
     fd, path = tempfile.mkstemp(prefix="modeldrop-serving-logging-", suffix=".json")
     with os.fdopen(fd, "w") as file:
         json.dump(config, file)
+    atexit.register(_remove, path)
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = path
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -101,7 +101,11 @@ class Settings:
         """The name clients put in `model` and /v1/models lists."""
         if self.served_model_name:
             return self.served_model_name
-        return self.model.rstrip("/").rsplit("/", 1)[-1] or self.model
+        parts = [part for part in self.model.split("/") if part and part != "gs:"]
+        # The weights bucket layout is models/<model>/<version>/: name the model, not the version.
+        if len(parts) >= 3 and parts[-3] == "models":
+            return parts[-2]
+        return parts[-1] if parts else self.model
 
     @classmethod
     def load(
@@ -229,7 +233,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "model", _text, "weights: a local folder or gs://BUCKET/PATH (default: AIP_STORAGE_URI)"
     ),
-    Option("served_model_name", _text, "model name clients use (default: the folder's name)"),
+    Option(
+        "served_model_name",
+        _text,
+        "model name clients use (default: <model> of .../models/<model>/<version>, else the folder name)",
+    ),
     Option("host", _text, "address to listen on (default 0.0.0.0)"),
     Option("port", _port, "port to listen on (default: AIP_HTTP_PORT or 8080)"),
     Option("dtype", _text, "weights and activations dtype (default auto)"),

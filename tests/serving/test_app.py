@@ -284,7 +284,8 @@ def test_metrics_expose_http_and_engine_metrics(http: httpx.Client) -> None:
 
 def test_a_client_that_disconnects_stops_its_generation(server: Any, http: httpx.Client) -> None:
     """A non-streaming client that gives up is answered 499 in the metrics: its generation was cancelled."""
-    body = {"prompt": ["the model"] * 8, "max_tokens": 256, "ignore_eos": True}
+    # 8 prompts x 4 choices x 256 tokens: seconds of work on the CPU engine, far past the timeout.
+    body = {"prompt": ["the model"] * 8, "n": 4, "max_tokens": 256, "ignore_eos": True}
     with pytest.raises(httpx.TimeoutException):
         httpx.post(server.url + "/v1/completions", json=body, timeout=0.3)
     pattern = r'^modeldrop_serving_requests_total\{route="/v1/completions",status="499"\} ([0-9.]+)'

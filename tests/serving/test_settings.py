@@ -30,7 +30,7 @@ def test_vertex_variables_set_the_port_routes_and_model() -> None:
     settings = Settings.load([], env)
     assert settings.port == 7080
     assert settings.model == "gs://bucket/models/gemma/v3"
-    assert settings.model_name == "v3"
+    assert settings.model_name == "gemma"
     assert settings.vertex.health_route == "/v1/endpoints/1/deployedModels/2"
     assert settings.vertex.machine_type == "g2-standard-8"
     assert settings.vertex.accelerator_type == "NVIDIA_L4"
@@ -60,6 +60,14 @@ def test_flags_win_over_environment_variables() -> None:
     assert settings.allow_unsafe_weights is False
     assert Settings.load([], {"MODELDROP_SERVING_MODEL": "gs://b/env"}).model == "gs://b/env"
     assert Settings.load(["--model", "/m", "--cache-dir", "/c"], {}).cache_dir == Path("/c")
+
+
+def test_the_served_name_defaults_to_the_model_not_its_version() -> None:
+    """models/<model>/<version> serves as <model>; another path serves as its last part."""
+    assert Settings.load(["--model", "gs://b/models/gemma-2b/v7/"], {}).model_name == "gemma-2b"
+    assert Settings.load(["--model", "/srv/weights/tiny"], {}).model_name == "tiny"
+    named = Settings.load(["--model", "/srv/x", "--served-model-name", "chat"], {})
+    assert named.model_name == "chat"
 
 
 def test_settings_are_frozen() -> None:
