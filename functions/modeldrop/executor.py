@@ -57,11 +57,18 @@ def on_message(message: PubSubMessage, ctx: Context, now: datetime) -> Result | 
             message=f"the command was issued at {issued:%Y-%m-%d %H:%M:%S} UTC, more than {max_age} ago: not acted on",
         )
         return once(ctx, now, dropped)
-    return execute(command, ctx, now)
+    return execute(command, ctx, now, message_id=message.message_id)
 
 
-def execute(command: Command, ctx: Context, now: datetime) -> Result | None:
-    """Claim the request, take the endpoint's lease, start the work; transient errors propagate."""
+def execute(command: Command, ctx: Context, now: datetime, message_id: str = "") -> Result | None:
+    """Claim the request, take the endpoint's lease, start the work; transient errors propagate.
+
+    The lease holder names the request *and* the Pub/Sub message: a redelivery of the same message
+    (its attempt crashed, or timed out — the ack deadline outlasts the function's timeout, so never
+    while it still runs) takes the lease straight back, while a second publish of the same request
+    arriving at the same time finds the lease held, raises ConflictError, and on its retry finds the
+    request finished and changes nothing.
+    """
     endpoint = None if isinstance(command, Register) else _endpoint_of(command)
     record = RequestRecord(
         request_id=command.request_id,
@@ -80,25 +87,40 @@ def execute(command: Command, ctx: Context, now: datetime) -> Result | None:
         "action": command.action,
         "endpoint": endpoint,
     }
-    try:
-        if isinstance(command, Register):
-            folder = VersionFolder(
-                command.bucket or ctx.settings.weights_bucket, command.model, command.version
-            )
+    if isinstance(command, Register):
+        folder = VersionFolder(
+            command.bucket or ctx.settings.weights_bucket, command.model, command.version
+        )
+        try:
             return register(folder, ctx, now, request_id=command.request_id)
-        assert endpoint is not None  # every other command names (or implies) an endpoint
-        with ctx.state.lease(endpoint, command.request_id, now):
+        except PermanentError as error:
+            return finish(ctx, record, _failed(base, error))
+    assert endpoint is not None  # every other command names (or implies) an endpoint
+    holder = f"{command.request_id}/{message_id}" if message_id else command.request_id
+    with ctx.state.lease(endpoint, holder, now):
+        # Re-read under the lease: a duplicate that held it before us may have done the work.
+        current = ctx.state.request(command.request_id)
+        if current is not None and current.state is not RequestState.STARTED:
+            return None
+        try:
             _not_busy(ctx, endpoint, command.request_id)
             result = _dispatch(command, ctx, now, base)
-    except PermanentError as error:
-        result = Result(status=Status.FAILED, message=str(error), reasons=error.reasons, **base)
-    if result.terminal:
-        return finish(ctx, record, result)
-    ctx.publisher.publish_result(result)
-    ctx.state.update_request(
-        record.model_copy(update={"state": RequestState.RECORDED, "operation": result.operation})
-    )
-    return result
+        except PermanentError as error:
+            result = _failed(base, error)
+        # Recorded before the lease is released, so the next holder sees this request as handled.
+        if result.terminal:
+            return finish(ctx, record, result)
+        ctx.publisher.publish_result(result)
+        ctx.state.update_request(
+            record.model_copy(
+                update={"state": RequestState.RECORDED, "operation": result.operation}
+            )
+        )
+        return result
+
+
+def _failed(base: dict[str, Any], error: PermanentError) -> Result:
+    return Result(status=Status.FAILED, message=str(error), reasons=error.reasons, **base)
 
 
 def _dispatch(command: Command, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:

@@ -70,7 +70,7 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
     for object_name, _ in BAD_PATHS:
         bucket.blob(object_name).upload_from_string(b'{"format": "modeldrop-manifest/1"}')
     notes = plane.notifications()
-    # One at a time: concurrent events of one bad folder are the xfail below.
+    # One at a time: concurrent events of one bad folder have their own test below.
     delivered = plane.deliver_uploads(notes, [1] * len(notes), at_once=1)
 
     deadline = time.monotonic() + 90
@@ -134,11 +134,6 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
     assert all(plane.alive().values())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: a rejection is published through reporting.once, whose claim is not "
-    "exclusive, so a bad folder's events handled at the same time each publish `rejected`",
-)
 def test_concurrent_events_of_one_bad_folder_give_one_rejection(
     plane: Plane, figures: Figures
 ) -> None:

@@ -77,11 +77,6 @@ def test_conflicting_commands_on_one_endpoint_are_serialized(
     assert world.ctx.state.operations() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the endpoint lease is re-entrant by request_id (so a crashed attempt's "
-    "redelivery can take it over), which lets concurrent duplicates of one command both act",
-)
 def test_concurrent_duplicates_of_one_command_act_once(plane: Plane, figures: Figures) -> None:
     """An undeploy delivered three times at the same instant undeploys once and gets one terminal result."""
     world = plane.world
