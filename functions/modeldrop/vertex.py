@@ -51,6 +51,7 @@ class ModelVersion:
     version_id: str
     aliases: tuple[str, ...]
     labels: dict[str, str]
+    create_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ def display_name(model: str, version: str) -> str:
 
 class Vertex(Protocol):
     def model_version(self, model: str, alias: str) -> ModelVersion | None: ...
+
+    def list_managed_versions(self, label_filter: str) -> list[ModelVersion]: ...
 
     def register(self, spec: ModelSpec) -> str:
         """Start the upload of a new version (under the model if it exists); the operation name."""
@@ -211,6 +214,31 @@ class GapicVertex:
             tuple(found.version_aliases),
             dict(found.labels),
         )
+
+    def list_managed_versions(self, label_filter: str) -> list[ModelVersion]:
+        """Every version of every model matching `label_filter`, model by model."""
+        try:
+            versions = []
+            models = self._models.list_models(
+                request={"parent": self._location, "filter": label_filter, "page_size": PAGE_SIZE}
+            )
+            for model in models:
+                for found in self._models.list_model_versions(request={"name": model.name}):
+                    created = found.version_create_time
+                    versions.append(
+                        ModelVersion(
+                            str(model.name),
+                            str(found.version_id),
+                            tuple(found.version_aliases),
+                            dict(found.labels),
+                            created
+                            if isinstance(created, datetime) and created.year > 1970
+                            else None,
+                        )
+                    )
+            return versions
+        except Exception as error:
+            raise translate(error, "listing models") from error
 
     def register(self, spec: ModelSpec) -> str:
         from google.cloud import aiplatform_v1 as v1

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modeldrop.cli.context import EXIT_OK, Context
 from modeldrop.cli.profile import Profile
 from modeldrop.cli.table import render
 from modeldrop.durations import format_duration
 from modeldrop.labels import MANAGED_FILTER, MODEL, idle_ttl_seconds, keep_warm
+
+if TYPE_CHECKING:
+    from modeldrop.vertex import GapicVertex
 
 DEFAULT_TTL_S = 30 * 60
 
@@ -96,7 +99,7 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
         "profile": profile.name,
         "project": profile.project,
         "region": profile.region,
-        "models": [asdict(v) for v in _versions(profile)],
+        "models": [asdict(v) for v in _versions(vertex)],
         "endpoints": [
             {
                 "endpoint": e.id,
@@ -111,29 +114,17 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
     }
 
 
-def _versions(profile: Profile) -> list[VersionRow]:
+def _versions(vertex: GapicVertex) -> list[VersionRow]:
     """Managed models and their versions in the Model Registry."""
-    # The control plane's adapter builds (and caches) the registry client; the CLI only reads.
-    from modeldrop.vertex import _clients
-
-    models_client = _clients(profile.region, profile.vertex_api_endpoint)[0]
-    parent = f"projects/{profile.project}/locations/{profile.region}"
-    rows = []
-    for model in models_client.list_models(request={"parent": parent, "filter": MANAGED_FILTER}):
-        model_id = str(model.name).rsplit("/", 1)[-1]
-        for version in models_client.list_model_versions(request={"name": model.name}):
-            created = version.version_create_time
-            rows.append(
-                VersionRow(
-                    model=model_id,
-                    version_id=str(version.version_id),
-                    aliases=[str(a) for a in version.version_aliases],
-                    created=created.isoformat()
-                    if isinstance(created, datetime) and created.year > 1970
-                    else None,
-                )
-            )
-    return rows
+    return [
+        VersionRow(
+            model=v.resource.rsplit("/", 1)[-1],
+            version_id=v.version_id,
+            aliases=list(v.aliases),
+            created=v.create_time.isoformat() if v.create_time else None,
+        )
+        for v in vertex.list_managed_versions(MANAGED_FILTER)
+    ]
 
 
 def _operations(profile: Profile, now: datetime) -> list[OperationRow]:
