@@ -13,7 +13,7 @@ from typing import Any
 
 import functions_framework
 
-from modeldrop import events
+from modeldrop import events, logs
 from modeldrop.context import context
 from modeldrop.errors import PermanentError
 from modeldrop.executor import on_message
@@ -21,7 +21,7 @@ from modeldrop.sweeper import sweep as run_sweep
 from modeldrop.uploads import on_object
 
 log = logging.getLogger("modeldrop")
-logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+logs.configure()
 
 
 @functions_framework.cloud_event
@@ -30,7 +30,11 @@ def on_upload(event: Any) -> None:
     try:
         result = on_object(events.storage_object(event), context(), datetime.now(UTC))
     except PermanentError as error:
-        log.error("upload event %s not handled: %s", event.get("id"), "; ".join(error.reasons))
+        log.error(
+            "upload event not handled: %s",
+            "; ".join(error.reasons),
+            extra={"event_id": event.get("id")},
+        )
         return
     _log(result)
 
@@ -41,7 +45,11 @@ def on_command(event: Any) -> None:
     try:
         result = on_message(events.pubsub_message(event), context(), datetime.now(UTC))
     except PermanentError as error:
-        log.error("command event %s not handled: %s", event.get("id"), "; ".join(error.reasons))
+        log.error(
+            "command event not handled: %s",
+            "; ".join(error.reasons),
+            extra={"event_id": event.get("id")},
+        )
         return
     _log(result)
 
@@ -57,4 +65,11 @@ def _log(result: Any) -> None:
     if result is None:
         log.info("nothing to report (incomplete upload or duplicate event)")
     else:
-        log.info("%s %s: %s %s", result.action, result.request_id, result.status, result.message)
+        log.info(
+            "%s %s: %s %s",
+            result.action,
+            result.request_id,
+            result.status,
+            result.message,
+            extra={"request_id": result.request_id, "status": str(result.status)},
+        )
