@@ -137,17 +137,25 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
 def test_concurrent_events_of_one_bad_folder_give_one_rejection(
     plane: Plane, figures: Figures
 ) -> None:
-    """The notifications of one bad folder, handled at the same time, give one `rejected` result."""
+    """The notifications of three bad folders, all handled at the same time, give one `rejected` result per folder."""
     world = plane.world
     files = {**UPLOADS[0][1], "extra.pkl": b"\x80\x04"}
-    for file_name, data in files.items():
-        world.put("bad-concurrent", "v1", file_name, data)
-    manifest = manifest_for("bad-concurrent", RID + "concurrent", files)
-    world.put("bad-concurrent", "v1", "modeldrop-manifest.json", manifest)
+    folders = [f"bad-concurrent-{n}" for n in range(3)]
+    for model in folders:
+        for file_name, data in files.items():
+            world.put(model, "v1", file_name, data)
+        manifest = manifest_for(model, RID + model, files)
+        world.put(model, "v1", "modeldrop-manifest.json", manifest)
     notes = plane.notifications()
     plane.deliver_uploads(notes, [1] * len(notes), at_once=len(notes))
     time.sleep(3)
-    rid = RID + "concurrent"
-    got = [r for r in world.results(timeout_s=2) if r.request_id == rid and r.terminal]
-    figures.record("hostile-concurrent-events", events=len(notes), rejected_results=len(got))
-    assert len(got) == 1
+    seen = world.results(timeout_s=2)
+    got = {m: [r for r in seen if r.request_id == RID + m and r.terminal] for m in folders}
+    figures.record(
+        "hostile-concurrent-events",
+        folders=len(folders),
+        events=len(notes),
+        rejected_results=sum(len(g) for g in got.values()),
+        duplicated=sum(1 for g in got.values() if len(g) > 1),
+    )
+    assert {m: len(g) for m, g in got.items()} == {m: 1 for m in folders}

@@ -78,27 +78,30 @@ def test_conflicting_commands_on_one_endpoint_are_serialized(
 
 
 def test_concurrent_duplicates_of_one_command_act_once(plane: Plane, figures: Figures) -> None:
-    """An undeploy delivered three times at the same instant undeploys once and gets one terminal result."""
+    """An undeploy delivered three times at the same instant, on each of three endpoints, undeploys once and gets one terminal result."""
     world = plane.world
-    register(plane, [("twice", "v1")])
-    deploy_ready(plane, [cpu_deploy("twice", idle_ttl="1h")])
-    undeploy = make_command("undeploy", endpoint="twice")
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        list(pool.map(plane.publish, [undeploy] * 3))
-    rid = undeploy["request_id"]
-    plane.sweep_until(lambda: plane.answered([rid]), max_ticks=15)
+    models = [f"twice-{n}" for n in range(3)]
+    register(plane, [(m, "v1") for m in models])
+    deploy_ready(plane, [cpu_deploy(m, idle_ttl="1h") for m in models])
+    undeploys = [make_command("undeploy", endpoint=m) for m in models]
+    with ThreadPoolExecutor(max_workers=3 * len(models)) as pool:
+        list(pool.map(plane.publish, [u for u in undeploys for _ in range(3)]))
+    ids = [u["request_id"] for u in undeploys]
+    plane.sweep_until(lambda: plane.answered(ids), max_ticks=15)
     time.sleep(3)
-    plane.sweep_until(lambda: not world.ctx.state.operations("twice"), max_ticks=3)
-    results = [r for r in world.results(timeout_s=1) if r.request_id == rid and r.terminal]
+    plane.sweep_until(lambda: not world.ctx.state.operations(), max_ticks=3)
+    seen = world.results(timeout_s=1)
+    results = {rid: [r.status for r in seen if r.request_id == rid and r.terminal] for rid in ids}
     figures.record(
         "race-concurrent-duplicates",
-        deliveries=3,
-        terminal_results=len(results),
-        statuses=[r.status.value for r in results],
-        operations_left=len(world.ctx.state.operations("twice")),
+        commands=len(ids),
+        deliveries=3 * len(ids),
+        terminal_results=sum(len(s) for s in results.values()),
+        duplicated=sum(1 for s in results.values() if len(s) > 1),
+        statuses=sorted(s.value for ss in results.values() for s in ss),
     )
-    assert [r.status for r in results] == [Status.SUCCEEDED]
-    assert world.ctx.state.operations("twice") == []
+    assert results == {rid: [Status.SUCCEEDED] for rid in ids}
+    assert world.ctx.state.operations() == []
 
 
 def predict(url: str) -> int:
