@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,21 +109,26 @@ async def _load(base: str, predict: str, health: str) -> dict[str, Any]:
                 except httpx.HTTPError as error:
                     errors.append(f"{n}: {error!r}")
 
-        async def watch_health(done: asyncio.Event) -> None:
-            while not done.is_set():
-                try:
-                    statuses["health"].append((await http.get(health)).status_code)
-                except httpx.HTTPError:
-                    statuses["health"].append(0)
-                await asyncio.sleep(0.2)
+        def watch_health(done: threading.Event) -> None:
+            # Its own thread and connection, as Vertex's prober is: never queued behind the load.
+            with httpx.Client(base_url=base, timeout=10) as prober:
+                while not done.is_set():
+                    try:
+                        statuses["health"].append(prober.get(health).status_code)
+                    except httpx.HTTPError:
+                        statuses["health"].append(0)
+                    done.wait(0.25)
 
-        done = asyncio.Event()
-        watcher = asyncio.create_task(watch_health(done))
+        done = threading.Event()
+        watcher = threading.Thread(target=watch_health, args=(done,))
+        watcher.start()
         began = time.monotonic()
-        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        elapsed = time.monotonic() - began
-        done.set()
-        await watcher
+        try:
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        finally:
+            elapsed = time.monotonic() - began
+            done.set()
+            watcher.join(timeout=30)
     return {**statuses, "errors": errors, "elapsed_s": elapsed}
 
 
