@@ -21,6 +21,7 @@ from local.pubsub_emulator import start_pubsub
 from local.stack_pubsub import PubSubAdmin, Push
 from local.stack_state import (
     COMMANDS_TOPIC,
+    DEAD_LETTER_ANSWERS,
     DEAD_LETTER_TOPIC,
     GCS_EVENTS_TOPIC,
     LOCAL_SERVING_IMAGE,
@@ -86,6 +87,7 @@ def stack_env(config: StackConfig) -> dict[str, str]:
         "MODELDROP_MONITORING_API_ENDPOINT": vertex,
         "MODELDROP_DEFAULT_IDLE_TTL": config.default_idle_ttl,
         "MODELDROP_DEPLOY_GRACE": config.deploy_grace,
+        "MODELDROP_DEAD_LETTER_SUBSCRIPTION": DEAD_LETTER_ANSWERS,
     }
 
 
@@ -115,6 +117,7 @@ def up(config: StackConfig, progress: Progress = lambda line: None) -> StackStat
         try:
             admin.create_topics()
             admin.create_pull(DEAD_LETTER_TOPIC, DEAD_LETTER_TOPIC)
+            admin.create_pull(DEAD_LETTER_ANSWERS, DEAD_LETTER_TOPIC)
             _start_background(config, child_env, children, urls)
             children["gcs"] = start_gcs(
                 ports.gcs,

@@ -21,6 +21,8 @@ COMMANDS_TOPIC = "modeldrop-commands"
 RESULTS_TOPIC = "modeldrop-results"
 SWEEP_TOPIC = "modeldrop-sweep"
 DEAD_LETTER_TOPIC = "modeldrop-dead-letter"
+# The sweep drains this one (a failed result for each command in it); the topic's own keeps copies.
+DEAD_LETTER_ANSWERS = "modeldrop-dead-letter-answers"
 GCS_EVENTS_TOPIC = "modeldrop-gcs-events"
 # The emulator maps an image whose path ends in /serving to `python -m serving`.
 LOCAL_SERVING_IMAGE = "localhost/modeldrop/serving:local"

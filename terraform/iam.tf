@@ -234,6 +234,16 @@ resource "google_pubsub_topic_iam_member" "dead_letter_publisher" {
   member  = "serviceAccount:${local.pubsub_service_agent}"
 }
 
+# The sweep pulls and acknowledges the dead-letter answers subscription, and nothing else.
+resource "google_pubsub_subscription_iam_member" "sweep_dead_letters" {
+  for_each = toset(["roles/pubsub.subscriber"])
+
+  project      = var.project_id
+  subscription = google_pubsub_subscription.dead_letter_answers.name
+  role         = each.value
+  member       = google_service_account.sweep.member
+}
+
 resource "google_pubsub_subscription_iam_member" "dead_letter_forwarder" {
   for_each = toset([google_pubsub_subscription.on_command.name])
 

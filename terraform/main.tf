@@ -34,20 +34,21 @@ locals {
   # variable it requires plus the optional ones that matter on Google Cloud. The *_API_ENDPOINT
   # variables stay unset so the real regional Vertex AI and Monitoring endpoints are used.
   function_environment = {
-    MODELDROP_PROJECT                 = var.project_id
-    MODELDROP_REGION                  = var.region
-    MODELDROP_WEIGHTS_BUCKET          = google_storage_bucket.weights.name
-    MODELDROP_STATE_BUCKET            = google_storage_bucket.state.name
-    MODELDROP_COMMANDS_TOPIC          = google_pubsub_topic.commands.name
-    MODELDROP_RESULTS_TOPIC           = google_pubsub_topic.results.name
-    MODELDROP_SERVING_IMAGE           = local.serving_image
-    MODELDROP_SERVING_SERVICE_ACCOUNT = google_service_account.serving.email
-    MODELDROP_DEFAULT_IDLE_TTL        = var.settings.default_idle_ttl
-    MODELDROP_DEPLOY_GRACE            = var.settings.deploy_grace
-    MODELDROP_MAX_EVENT_AGE           = var.settings.max_event_age
-    MODELDROP_ALLOW_PICKLE            = tostring(var.settings.allow_pickle)
-    MODELDROP_ALLOW_REMOTE_CODE       = tostring(var.settings.allow_remote_code)
-    MODELDROP_DELETE_EMPTY_ENDPOINTS  = tostring(var.settings.delete_empty_endpoints)
+    MODELDROP_PROJECT                  = var.project_id
+    MODELDROP_REGION                   = var.region
+    MODELDROP_WEIGHTS_BUCKET           = google_storage_bucket.weights.name
+    MODELDROP_STATE_BUCKET             = google_storage_bucket.state.name
+    MODELDROP_COMMANDS_TOPIC           = google_pubsub_topic.commands.name
+    MODELDROP_RESULTS_TOPIC            = google_pubsub_topic.results.name
+    MODELDROP_SERVING_IMAGE            = local.serving_image
+    MODELDROP_SERVING_SERVICE_ACCOUNT  = google_service_account.serving.email
+    MODELDROP_DEFAULT_IDLE_TTL         = var.settings.default_idle_ttl
+    MODELDROP_DEPLOY_GRACE             = var.settings.deploy_grace
+    MODELDROP_MAX_EVENT_AGE            = var.settings.max_event_age
+    MODELDROP_ALLOW_PICKLE             = tostring(var.settings.allow_pickle)
+    MODELDROP_ALLOW_REMOTE_CODE        = tostring(var.settings.allow_remote_code)
+    MODELDROP_DELETE_EMPTY_ENDPOINTS   = tostring(var.settings.delete_empty_endpoints)
+    MODELDROP_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter_answers.name
   }
 
   project_number = data.google_project.this.number

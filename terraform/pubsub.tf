@@ -111,6 +111,23 @@ resource "google_pubsub_subscription" "sweep" {
   }
 }
 
+# The sweep drains this one: each dead-lettered command gets its `failed` result, so no command
+# ends without one. The subscription below keeps a copy of every dead letter for people.
+resource "google_pubsub_subscription" "dead_letter_answers" {
+  name    = "modeldrop-dead-letter-answers"
+  project = var.project_id
+  topic   = google_pubsub_topic.dead_letter.id
+  labels  = local.labels
+
+  ack_deadline_seconds       = 60
+  message_retention_duration = "${var.delivery.dead_letter_retention_days * 86400}s"
+  retain_acked_messages      = false
+
+  expiration_policy {
+    ttl = ""
+  }
+}
+
 # Dead letters wait here for a person (or `gcloud pubsub subscriptions pull`) to look at them.
 resource "google_pubsub_subscription" "dead_letter" {
   name    = "modeldrop-dead-letter"

@@ -33,6 +33,9 @@ class Settings:
     allow_pickle: bool = False
     allow_remote_code: bool = False
     delete_empty_endpoints: bool = False
+    # A subscription on the dead-letter topic that the sweep drains: each command there gets its
+    # `failed` result. None: dead letters wait for a person.
+    dead_letter_subscription: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -55,6 +58,7 @@ class Settings:
                 allow_pickle=_flag(env, "allow_pickle"),
                 allow_remote_code=_flag(env, "allow_remote_code"),
                 delete_empty_endpoints=_flag(env, "delete_empty_endpoints"),
+                dead_letter_subscription=get("dead_letter_subscription"),
             )
         except ValueError as error:
             raise ConfigError(str(error)) from error
@@ -79,6 +83,7 @@ OPTIONAL = (
     "allow_pickle",
     "allow_remote_code",
     "delete_empty_endpoints",
+    "dead_letter_subscription",
 )
 VARIABLES = tuple(PREFIX + name.upper() for name in REQUIRED + OPTIONAL)
 

@@ -7,7 +7,7 @@ from functools import cache
 
 from modeldrop.config import Settings
 from modeldrop.monitoring import CloudMonitoring, Monitoring
-from modeldrop.pubsub import Publisher, PubSubPublisher
+from modeldrop.pubsub import DeadLetters, Publisher, PubSubDeadLetters, PubSubPublisher
 from modeldrop.state import StateStore
 from modeldrop.storage import GcsStorage, Storage
 from modeldrop.validation import Policy
@@ -24,6 +24,7 @@ class Context:
     publisher: Publisher
     monitoring: Monitoring
     state: StateStore
+    dead_letters: DeadLetters | None = None
 
     @property
     def policy(self) -> Policy:
@@ -44,6 +45,9 @@ def build(settings: Settings) -> Context:
         ),
         monitoring=CloudMonitoring(settings.project, settings.monitoring_api_endpoint),
         state=StateStore(storage, settings.state_bucket),
+        dead_letters=PubSubDeadLetters(settings.project, settings.dead_letter_subscription)
+        if settings.dead_letter_subscription
+        else None,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -117,6 +118,26 @@ def execute(command: Command, ctx: Context, now: datetime, message_id: str = "")
             )
         )
         return result
+
+
+def gave_up(data: bytes, attributes: Mapping[str, str]) -> Result | None:
+    """The `failed` result of a command Pub/Sub dead-lettered; None when the body names no request.
+
+    Only commands that kept failing with transient errors get there: a bad one is answered at once.
+    """
+    request_id = _request_id_in(data)
+    if request_id is None:
+        return None
+    attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "every")
+    return Result(
+        request_id=request_id,
+        kind="command",
+        action=_action_in(data),
+        status=Status.FAILED,
+        message=f"gave up after {attempts} delivery attempts: the command kept failing with "
+        "transient errors (Vertex busy or unavailable, or the endpoint held) and was dead-lettered",
+        reasons=["dead-lettered: publish the command again (a new request_id) to retry"],
+    )
 
 
 def _failed(base: dict[str, Any], error: PermanentError) -> Result:

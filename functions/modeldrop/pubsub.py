@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,3 +84,61 @@ class PubSubPublisher:
             raise TransientError(
                 f"publishing to {topic}: HTTP {response.status_code} {response.text[:300]}"
             )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message Pub/Sub gave up delivering, as pulled from a dead-letter subscription."""
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: dict[str, str]
+
+
+class DeadLetters(Protocol):
+    def pull(self, max_messages: int) -> list[DeadLetter]: ...
+
+    def ack(self, ack_ids: list[str]) -> None: ...
+
+
+class PubSubDeadLetters:
+    """A dead-letter subscription over Pub/Sub's REST API (synchronous pull, then acknowledge)."""
+
+    def __init__(self, project: str, subscription: str, api_endpoint: str | None = None) -> None:
+        self._subscription = f"projects/{project}/subscriptions/{subscription}"
+        self._api_endpoint = (api_endpoint or pubsub_api_endpoint()).rstrip("/")
+
+    def pull(self, max_messages: int) -> list[DeadLetter]:
+        body = self._call("pull", {"maxMessages": max_messages, "returnImmediately": True})
+        letters = []
+        for received in body.get("receivedMessages", []):
+            message = received.get("message", {})
+            letters.append(
+                DeadLetter(
+                    ack_id=str(received["ackId"]),
+                    message_id=str(message.get("messageId", "")),
+                    data=base64.b64decode(message.get("data", "")),
+                    attributes={str(k): str(v) for k, v in message.get("attributes", {}).items()},
+                )
+            )
+        return letters
+
+    def ack(self, ack_ids: list[str]) -> None:
+        if ack_ids:
+            self._call("acknowledge", {"ackIds": ack_ids})
+
+    def _call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        url = f"{self._api_endpoint}/v1/{self._subscription}:{method}"
+        try:
+            response = _session(self._api_endpoint).post(
+                url, json=payload, timeout=PUBLISH_TIMEOUT_S
+            )
+        except Exception as error:
+            raise TransientError(f"{method} on {self._subscription}: {error}") from error
+        if response.status_code != 200:
+            raise TransientError(
+                f"{method} on {self._subscription}: HTTP {response.status_code} {response.text[:300]}"
+            )
+        found: dict[str, Any] = response.json() if response.content else {}
+        return found

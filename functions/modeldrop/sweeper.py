@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from modeldrop import labels, reconcile, traffic
 from modeldrop.context import Context
 from modeldrop.errors import ConflictError, ModeldropError
+from modeldrop.executor import gave_up
 from modeldrop.reconcile import Action, Idleness, Report
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 MONITORING_SLACK = timedelta(minutes=5)
 # One sweep at a time; a lease name no endpoint id can take ('.' is not label-safe).
 SWEEP_LOCK = "sweep.lock"
+# Dead letters answered per sweep; more wait for the next tick.
+DEAD_LETTER_BATCH = 100
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Summary:
     waiting: int = 0
     torn_down: list[str] = field(default_factory=list)
     stale_leases_cleared: list[str] = field(default_factory=list)
+    dead_letters_answered: list[str] = field(default_factory=list)
     monitoring_queries: int = 0
     skipped: bool = False  # another sweep held the sweep lock
     errors: list[str] = field(default_factory=list)  # items left for the next sweep, and why
@@ -58,6 +62,7 @@ def sweep(ctx: Context, now: datetime) -> Summary:
 
 
 def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
+    _answer_dead_letters(ctx, now, summary)
     records = ctx.state.operations()
     endpoints = {e.id: e for e in ctx.vertex.list_managed_endpoints(labels.MANAGED_FILTER)}
     summary.endpoints = len(endpoints)
@@ -94,6 +99,37 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
                 summary.torn_down += _tear_down(ctx, now, endpoint_id, decisions, summary)
         except ModeldropError as error:
             _skip(summary, f"tearing down on {endpoint_id}", error)
+
+
+def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
+    """Give each dead-lettered command its `failed` result (once), then acknowledge it."""
+    if ctx.dead_letters is None:
+        return
+    try:
+        letters = ctx.dead_letters.pull(DEAD_LETTER_BATCH)
+    except ModeldropError as error:
+        _skip(summary, "pulling dead letters", error)
+        return
+    answered = []
+    for letter in letters:
+        result = gave_up(letter.data, letter.attributes)
+        try:
+            if result is not None and once(ctx, now, result) is not None:
+                summary.dead_letters_answered.append(result.request_id)
+        except ModeldropError as error:
+            _skip(summary, f"answering dead letter {letter.message_id}", error)
+            continue  # not acknowledged: it comes back on a later sweep
+        if result is None:
+            log.warning(
+                "dead letter %s names no request; acknowledged: %s",
+                letter.message_id,
+                letter.attributes,
+            )
+        answered.append(letter.ack_id)
+    try:
+        ctx.dead_letters.ack(answered)
+    except ModeldropError as error:
+        _skip(summary, "acknowledging dead letters", error)
 
 
 def _skip(summary: Summary, what: str, error: ModeldropError) -> None:

@@ -261,6 +261,7 @@ FUNCTION_GRANTS = {
         ("roles/monitoring.viewer", "project"),
         ("roles/storage.objectUser", "state"),
         ("roles/pubsub.publisher", "results"),
+        ("roles/pubsub.subscriber", "dead_letter_answers"),
     },
 }
 
@@ -380,7 +381,12 @@ def test_topic_and_bucket_names_match_the_code() -> None:
 def test_subscriptions_feed_the_function_named_for_them() -> None:
     """Each push subscription is named modeldrop-<consumer> and pushes its topic to that consumer."""
     subscriptions = of_type("google_pubsub_subscription")
-    expected_topic = {"on_command": "commands", "sweep": "sweep", "dead_letter": "dead_letter"}
+    expected_topic = {
+        "on_command": "commands",
+        "sweep": "sweep",
+        "dead_letter": "dead_letter",
+        "dead_letter_answers": "dead_letter",
+    }
     for name, body in subscriptions.items():
         assert body["name"] == "modeldrop-" + name.replace("_", "-")
         assert ref(body["topic"]) == f"google_pubsub_topic.{expected_topic[name]}.id"
