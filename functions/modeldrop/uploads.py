@@ -88,18 +88,7 @@ def register(
             rid = rid or upload_request_id(
                 folder.bucket, folder.model, folder.version, [manifest_obj.generation]
             )
-            return _reject(
-                folder,
-                ctx,
-                now,
-                Result(
-                    request_id=rid,
-                    status=Status.REJECTED,
-                    message=str(error),
-                    reasons=error.reasons,
-                    **base,
-                ),
-            )
+            return _reject(folder, ctx, now, base, rid, str(error), error.reasons)
         rid = (
             rid
             or manifest.request_id
@@ -122,16 +111,7 @@ def register(
         problems += [f"{name} is in the manifest but not in the bucket" for name in absent]
         if problems:
             return _reject(
-                folder,
-                ctx,
-                now,
-                Result(
-                    request_id=rid,
-                    status=Status.REJECTED,
-                    message="the files differ from the manifest",
-                    reasons=problems,
-                    **base,
-                ),
+                folder, ctx, now, base, rid, "the files differ from the manifest", problems
             )
     elif not explicit and any(o.metadata.get(UPLOAD_METADATA_KEY) for o in listing.values()):
         return None  # the CLI is uploading: its manifest, written last, completes the upload
@@ -142,13 +122,10 @@ def register(
             folder,
             ctx,
             now,
-            Result(
-                request_id=rid or "",
-                status=Status.REJECTED,
-                message="the folder is incomplete",
-                reasons=[f"{name} is missing" for name in missing],
-                **base,
-            ),
+            base,
+            rid or "",
+            "the folder is incomplete",
+            [f"{name} is missing" for name in missing],
         )
     rid = rid or upload_request_id(
         folder.bucket, folder.model, folder.version, [listing[n].generation for n in needed]
@@ -157,18 +134,7 @@ def register(
     config = _read(ctx, folder, CONFIG_NAME) if CONFIG_NAME in listing else None
     problems = validate_version(folder.model, folder.version, sizes, config, index, ctx.policy)
     if problems:
-        return _reject(
-            folder,
-            ctx,
-            now,
-            Result(
-                request_id=rid,
-                status=Status.REJECTED,
-                message=f"{folder.uri} can't be registered",
-                reasons=problems,
-                **base,
-            ),
-        )
+        return _reject(folder, ctx, now, base, rid, f"{folder.uri} can't be registered", problems)
     return _register_once(folder, ctx, now, rid, digest, base)
 
 
@@ -195,8 +161,19 @@ def _register_once(
         return _register_locked(folder, ctx, now, record, digest, base)
 
 
-def _reject(folder: VersionFolder, ctx: Context, now: datetime, result: Result) -> Result | None:
+def _reject(
+    folder: VersionFolder,
+    ctx: Context,
+    now: datetime,
+    base: dict[str, Any],
+    request_id: str,
+    message: str,
+    reasons: list[str],
+) -> Result | None:
     """Publish a rejection once, under the folder's lock: a folder's events arrive together."""
+    result = Result(
+        request_id=request_id, status=Status.REJECTED, message=message, reasons=reasons, **base
+    )
     holder = f"{result.request_id}#{uuid.uuid4().hex[:8]}"
     with ctx.state.lease(_folder_lock(folder), holder, now):
         prior = ctx.state.request(result.request_id)
