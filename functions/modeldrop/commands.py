@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,21 +19,33 @@ from pydantic import (
     model_validator,
 )
 
+from modeldrop import jsonlimits
 from modeldrop.durations import parse_duration
 from modeldrop.errors import PermanentError
 
 LABEL_SAFE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+# A model name is a folder, a label value and a Vertex model id, which can't start with a digit.
+MODEL_NAME_PATTERN = r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
+# CreateEndpointRequest.endpoint_id: a letter then up to 62 of [a-z0-9-] ending in a letter or
+# digit, or up to 9 digits with no leading zero.
+ENDPOINT_ID_PATTERN = r"^([a-z]([a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8})$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+_REQUEST_ID = re.compile(REQUEST_ID_PATTERN.removeprefix("^").removesuffix("$"))
 MAX_COMMAND_BYTES = 64 * 1024
 
 RequestId = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$",
+        pattern=REQUEST_ID_PATTERN,
         description="Idempotency key: a command with a request_id already seen changes nothing.",
     ),
 ]
 ModelName = Annotated[
-    str, Field(pattern=LABEL_SAFE_PATTERN, description="Model name, as in models/<model>/.")
+    str,
+    Field(
+        pattern=MODEL_NAME_PATTERN,
+        description="Model name, as in models/<model>/ (starts with a letter).",
+    ),
 ]
 VersionName = Annotated[
     str,
@@ -39,7 +54,8 @@ VersionName = Annotated[
     ),
 ]
 EndpointName = Annotated[
-    str, Field(pattern=LABEL_SAFE_PATTERN, description="Endpoint id (also its display name).")
+    str,
+    Field(pattern=ENDPOINT_ID_PATTERN, description="Endpoint id (also its display name)."),
 ]
 Duration = Annotated[
     int,
@@ -58,7 +74,9 @@ Duration = Annotated[
 
 
 class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # Strict: "2" is not a replica count and "yes" is not a boolean. Durations take strings by
+    # design (their own validator runs first).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     request_id: RequestId
     issued_at: datetime | None = Field(
@@ -196,6 +214,7 @@ Command = Annotated[
     Field(discriminator="action"),
 ]
 ACTIONS = ("deploy", "undeploy", "scale", "traffic", "delete-endpoint", "register", "wake")
+_ACTION = re.compile(r"[a-z][a-z-]{0,39}")
 
 _COMMAND = TypeAdapter[Command](Command)
 
@@ -205,19 +224,50 @@ def command_json_schema() -> dict[str, Any]:
 
 
 def parse_command(data: bytes | str | dict[str, Any]) -> Command:
-    """One command from a message body; PermanentError lists every problem found."""
-    if isinstance(data, bytes | str):
-        raw = data.encode() if isinstance(data, str) else data
-        if len(raw) > MAX_COMMAND_BYTES:
-            raise PermanentError(f"command is {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}")
-        try:
-            return _COMMAND.validate_json(raw)
-        except ValidationError as error:
-            raise PermanentError("invalid command", _reasons(error)) from error
+    """One command from a message body (or its JSON object); PermanentError lists every problem found.
+
+    Always validated as JSON, whatever the caller holds: the rules are those of a message on the
+    topic, so a command built in Python (the CLI, a deploy policy) can't pass where a published
+    one would fail.
+    """
+    if isinstance(data, dict):
+        data = json.dumps(data)
+    raw = data.encode() if isinstance(data, str) else data
+    if len(raw) > MAX_COMMAND_BYTES:
+        raise PermanentError(f"command is {len(raw)} bytes; the limit is {MAX_COMMAND_BYTES}")
     try:
-        return _COMMAND.validate_python(data)
+        # pydantic's parser stops at a fixed nesting depth with a ValidationError, never a crash.
+        return _COMMAND.validate_json(raw)
     except ValidationError as error:
         raise PermanentError("invalid command", _reasons(error)) from error
+
+
+@dataclass(frozen=True)
+class Peek:
+    """What a message that failed to parse still tells: for keying and naming its failed result."""
+
+    request_id: str | None  # the body's request_id when it is a valid one
+    request_id_problem: str | None  # why the body's request_id can't key a result, if it has one
+    action: str
+
+
+def peek(data: bytes) -> Peek:
+    """The request id and action of any message body, however broken; never raises."""
+    try:
+        body = jsonlimits.loads(data, max_bytes=MAX_COMMAND_BYTES, what="the command")
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return Peek(None, None, "unknown")
+    action = body.get("action")
+    action = action if isinstance(action, str) and _ACTION.fullmatch(action) else "unknown"
+    rid = body.get("request_id")
+    if rid is None:
+        return Peek(None, None, action)
+    if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid):
+        return Peek(rid, None, action)
+    shown = repr(rid)[:60] if isinstance(rid, str) else f"a {type(rid).__name__}"
+    return Peek(None, f"request_id {shown} does not match {REQUEST_ID_PATTERN}", action)
 
 
 def _reasons(error: ValidationError) -> list[str]:

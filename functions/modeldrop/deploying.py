@@ -11,7 +11,8 @@ from modeldrop import labels, machines, traffic
 from modeldrop.commands import Deploy, Wake
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
-from modeldrop.registry import LATEST_ALIAS, version_alias
+from modeldrop.naming import version_alias
+from modeldrop.registry import LATEST_ALIAS
 from modeldrop.results import Result, Status
 from modeldrop.state import OperationRecord
 from modeldrop.vertex import DeploymentSpec, Endpoint

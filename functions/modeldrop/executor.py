@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +17,7 @@ from modeldrop.commands import (
     Undeploy,
     Wake,
     parse_command,
+    peek,
 )
 from modeldrop.context import Context
 from modeldrop.errors import ConflictError, PermanentError
@@ -29,24 +28,13 @@ from modeldrop.results import Result, Status
 from modeldrop.state import RequestRecord, RequestState
 from modeldrop.uploads import register
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
 
 def on_message(message: PubSubMessage, ctx: Context, now: datetime) -> Result | None:
     """The result of one commands-topic message (None for a duplicate of a finished request)."""
     try:
         command = parse_command(message.data)
     except PermanentError as error:
-        rid = _request_id_in(message.data) or f"invalid-{message.message_id or 'message'}"
-        failed = Result(
-            request_id=rid,
-            kind="command",
-            action=_action_in(message.data),
-            status=Status.FAILED,
-            message=str(error),
-            reasons=error.reasons,
-        )
-        return once(ctx, now, failed)
+        return once(ctx, now, _unreadable(message, error))
     issued = command.issued_at or message.publish_time
     max_age = timedelta(seconds=ctx.settings.max_event_age_s)
     if issued is not None and now - issued > max_age:
@@ -120,19 +108,43 @@ def execute(command: Command, ctx: Context, now: datetime, message_id: str = "")
         return result
 
 
+def _unreadable(message: PubSubMessage, error: PermanentError) -> Result:
+    """The failed result of a message that is not a valid command, keyed by a valid request id.
+
+    A request id that breaks the pattern (a trailing newline, an emoji) is never echoed into a
+    result: subscribers filter on it. The message id stands in, and the reasons say so.
+    """
+    found = peek(message.data)
+    reasons = list(error.reasons)
+    rid = found.request_id
+    if rid is None:
+        rid = f"invalid-{message.message_id or 'message'}"
+        if found.request_id_problem:
+            reasons.append(f"{found.request_id_problem}: this result is keyed by {rid} instead")
+    return Result(
+        request_id=rid,
+        kind="command",
+        action=found.action,
+        status=Status.FAILED,
+        message=str(error),
+        reasons=reasons,
+    )
+
+
 def gave_up(data: bytes, attributes: Mapping[str, str]) -> Result | None:
     """The `failed` result of a command Pub/Sub dead-lettered; None when the body names no request.
 
     Only commands that kept failing with transient errors get there: a bad one is answered at once.
+    Never raises, whatever the body holds: one bad letter must not stop the sweep.
     """
-    request_id = _request_id_in(data)
-    if request_id is None:
+    found = peek(data)
+    if found.request_id is None:
         return None
     attempts = attributes.get("CloudPubSubDeadLetterSourceDeliveryCount", "every")
     return Result(
-        request_id=request_id,
+        request_id=found.request_id,
         kind="command",
-        action=_action_in(data),
+        action=found.action,
         status=Status.FAILED,
         message=f"gave up after {attempts} delivery attempts: the command kept failing with "
         "transient errors (Vertex busy or unavailable, or the endpoint held) and was dead-lettered",
@@ -175,21 +187,3 @@ def _endpoint_of(command: Command) -> str:
     if isinstance(command, Register):
         raise TypeError("register names a folder, not an endpoint")
     return command.endpoint
-
-
-def _request_id_in(data: bytes) -> str | None:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return None
-    rid = body.get("request_id") if isinstance(body, dict) else None
-    return rid if isinstance(rid, str) and _REQUEST_ID.match(rid) else None
-
-
-def _action_in(data: bytes) -> str:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return "unknown"
-    action = body.get("action") if isinstance(body, dict) else None
-    return action if isinstance(action, str) and len(action) <= 40 else "unknown"

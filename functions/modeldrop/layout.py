@@ -1,9 +1,24 @@
-"""The weights bucket layout: models/<model>/<version>/<file>, names label-safe, no path tricks."""
+"""The weights bucket layout: models/<model>/<version>/<file>, names Vertex accepts, no path tricks.
+
+What may live under `models/`:
+- `models/<model>/<version>/<file>`: a version folder (weights, config, tokenizer, manifest);
+- `models/<model>/adapters/<adapter>/<file>`: a LoRA adapter of the model;
+- `models/modeldrop-deploy.json` and `models/<model>/modeldrop-deploy.json`: deploy policies.
+Anything else under `models/` is a mistake the uploader should hear about (a folder copied one
+level too deep, a name Vertex refuses); objects outside `models/` are not modeldrop's.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from modeldrop.naming import (
+    ADAPTERS_FOLDER,
+    label_safe_problem,
+    model_name_problem,
+    version_name_problem,
+)
 
 MODELS_PREFIX = "models/"
 # Written last by the CLI: every file of the version with its size and crc32c.
@@ -16,24 +31,13 @@ UPLOAD_METADATA_KEY = "modeldrop-request-id"
 CONFIG_NAME = "config.json"
 SHARD_INDEX_NAME = "model.safetensors.index.json"
 
-# Vertex label values and our resource ids share this alphabet; it also rules out path tricks.
-_LABEL_SAFE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+_FILE_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
-def is_label_safe(name: str) -> bool:
-    """True for 1-63 characters of [a-z0-9-], starting and ending with a letter or digit."""
-    return bool(_LABEL_SAFE.match(name))
-
-
-def label_safe_problem(kind: str, name: str) -> str | None:
-    """Why `name` can't be a model or version name, or None when it can."""
-    if is_label_safe(name):
+def file_name_problem(name: str) -> str | None:
+    if _FILE_NAME.fullmatch(name) and name not in {".", ".."}:
         return None
-    return (
-        f"{kind} name {name!r} is not label-safe: use 1-63 characters of a-z, 0-9 and '-', "
-        "starting and ending with a letter or digit"
-    )
+    return f"file name {name!r} must be 1-200 characters of [A-Za-z0-9._-] (no folders, no '..')"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,23 @@ class VersionFolder:
 
 
 @dataclass(frozen=True)
+class AdapterFolder:
+    """One LoRA adapter of a model: gs://<bucket>/models/<model>/adapters/<adapter>/."""
+
+    bucket: str
+    model: str
+    adapter: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{MODELS_PREFIX}{self.model}/{ADAPTERS_FOLDER}/{self.adapter}/"
+
+    @property
+    def uri(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True)
 class WeightsObject:
     """An object inside a version folder, as named by a storage event."""
 
@@ -64,25 +85,77 @@ class WeightsObject:
     file_name: str
 
 
-def parse_object_name(bucket: str, name: str) -> WeightsObject:
-    """Split `models/<model>/<version>/<file>`; ValueError names what is wrong with the path."""
+@dataclass(frozen=True)
+class AdapterObject:
+    """An object inside an adapter folder."""
+
+    folder: AdapterFolder
+    file_name: str
+
+
+@dataclass(frozen=True)
+class MisplacedObject:
+    """An object under models/ that is not part of the layout: its folder and what is wrong."""
+
+    bucket: str
+    folder: str  # the object's folder (its name up to the last '/'), the unit that is reported
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OtherObject:
+    """Not modeldrop's (outside models/), or a deploy policy: no upload of its own."""
+
+    name: str
+
+
+ObjectPath = WeightsObject | AdapterObject | MisplacedObject | OtherObject
+
+
+def classify(bucket: str, name: str) -> ObjectPath:
+    """What an object name is in the layout (never raises)."""
     if not name.startswith(MODELS_PREFIX):
-        raise ValueError(f"object {name!r} is outside {MODELS_PREFIX!r}")
+        return OtherObject(name)
     parts = name[len(MODELS_PREFIX) :].split("/")
+    if parts[-1] == DEPLOY_POLICY_NAME and len(parts) <= 2:
+        return OtherObject(name)
+    folder = name.rsplit("/", 1)[0]
+    if len(parts) == 4 and parts[1] == ADAPTERS_FOLDER:
+        model, _, adapter, file_name = parts
+        problems = _problems(
+            model_name_problem(model),
+            label_safe_problem("adapter", adapter),
+            file_name_problem(file_name),
+        )
+        if problems:
+            return MisplacedObject(bucket, folder, problems)
+        return AdapterObject(AdapterFolder(bucket, model, adapter), file_name)
     if len(parts) != 3:
-        raise ValueError(
-            f"object {name!r} is not at {MODELS_PREFIX}<model>/<version>/<file> "
-            "(nested folders are not part of the layout)"
+        return MisplacedObject(
+            bucket,
+            folder,
+            (
+                f"object {name!r} is not at {MODELS_PREFIX}<model>/<version>/<file>: version "
+                "folders hold files only (a folder copied one level too deep?)",
+            ),
         )
     model, version, file_name = parts
-    problems = [
-        p for p in (label_safe_problem("model", model), label_safe_problem("version", version)) if p
-    ]
-    if not _FILE_NAME.match(file_name) or file_name in {".", ".."}:
-        problems.append(f"file name {file_name!r} must be 1-200 characters of [A-Za-z0-9._-]")
+    problems = _problems(
+        model_name_problem(model), version_name_problem(version), file_name_problem(file_name)
+    )
     if problems:
-        raise ValueError("; ".join(problems))
+        return MisplacedObject(bucket, folder, problems)
     return WeightsObject(VersionFolder(bucket, model, version), file_name)
+
+
+def parse_object_name(bucket: str, name: str) -> WeightsObject:
+    """Split `models/<model>/<version>/<file>`; ValueError names what is wrong with the path."""
+    parsed = classify(bucket, name)
+    if isinstance(parsed, WeightsObject):
+        return parsed
+    if isinstance(parsed, MisplacedObject):
+        raise ValueError("; ".join(parsed.problems))
+    raise ValueError(f"object {name!r} is not in a version folder under {MODELS_PREFIX!r}")
 
 
 def parse_folder_uri(uri: str) -> VersionFolder:
@@ -92,3 +165,7 @@ def parse_folder_uri(uri: str) -> VersionFolder:
     bucket, _, path = uri[len("gs://") :].partition("/")
     parsed = parse_object_name(bucket, path.rstrip("/") + "/placeholder")
     return parsed.folder
+
+
+def _problems(*found: str | None) -> tuple[str, ...]:
+    return tuple(p for p in found if p)

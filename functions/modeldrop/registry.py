@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from modeldrop import labels
 from modeldrop.config import Settings
 from modeldrop.layout import VersionFolder
+from modeldrop.naming import version_alias
 from modeldrop.vertex import ModelSpec
 
 LATEST_ALIAS = "latest"
@@ -28,11 +29,6 @@ STARTUP_PROBE = {"period_seconds": 30, "timeout_seconds": 10, "failure_threshold
 # Once up: a replica that misses 3 probes a minute apart is restarted.
 HEALTH_PROBE = {"period_seconds": 60, "timeout_seconds": 10, "failure_threshold": 3}
 SHARED_MEMORY_MB = 16 * 1024  # vLLM's workers share tensors through /dev/shm
-
-
-def version_alias(version: str) -> str:
-    """The Vertex version alias for a version folder (aliases must start with a letter)."""
-    return version if version[:1].isalpha() else f"v{version}"
 
 
 def content_digest(generations: Iterable[int]) -> str:

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field, model_validator
 
+from modeldrop.commands import RequestId
+
 
 class Status(StrEnum):
     """Every status a result can carry; `terminal` says which end a request_id's story."""
@@ -36,7 +38,8 @@ class Result(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    request_id: str
+    # The same pattern as a command's: subscribers filter on it, so no result may break it.
+    request_id: RequestId
     kind: Kind
     action: str = Field(description="The command's action, 'upload', or 'teardown' for the sweep.")
     status: Status

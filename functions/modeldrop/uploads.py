@@ -24,7 +24,8 @@ from modeldrop.layout import (
     parse_object_name,
 )
 from modeldrop.manifest import parse_manifest
-from modeldrop.registry import LATEST_ALIAS, UPLOAD_LABEL, content_digest, model_spec, version_alias
+from modeldrop.naming import version_alias
+from modeldrop.registry import LATEST_ALIAS, UPLOAD_LABEL, content_digest, model_spec
 from modeldrop.reporting import finish, once
 from modeldrop.results import Result, Status, upload_request_id
 from modeldrop.state import RequestRecord, RequestState

@@ -29,8 +29,8 @@ from modeldrop.layout import (
     DEPLOY_POLICY_NAME,
     MANIFEST_NAME,
     SHARD_INDEX_NAME,
-    label_safe_problem,
 )
+from modeldrop.naming import model_name_problem, version_name_problem
 
 GIB = 1024**3
 _FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -67,7 +67,7 @@ def validate_version(
 ) -> list[str]:
     """Every problem with the folder's contents; an empty list means it may be registered."""
     problems = [
-        p for p in (label_safe_problem("model", model), label_safe_problem("version", version)) if p
+        p for p in (model_name_problem(model), version_name_problem(version)) if p
     ]
     problems += _name_problems(files)
     problems += _format_problems(files, policy)

@@ -25,7 +25,7 @@ from modeldrop.cli.upload import (
 )
 from modeldrop.commands import parse_command
 from modeldrop.errors import PermanentError
-from modeldrop.layout import label_safe_problem
+from modeldrop.naming import model_name_problem, version_name_problem
 from modeldrop.pubsub import PubSubPublisher
 from modeldrop.validation import Policy
 
@@ -33,9 +33,9 @@ from modeldrop.validation import Policy
 def upload(ctx: Context) -> int:
     args = ctx.args
     directory = Path(args.directory).expanduser()
-    problems = [p for p in (label_safe_problem("model", args.model),) if p]
+    problems = [p for p in (model_name_problem(args.model),) if p]
     if args.version:
-        problems += [p for p in (label_safe_problem("version", args.version),) if p]
+        problems += [p for p in (version_name_problem(args.version),) if p]
     if problems:
         raise UsageError("bad name", problems)
     files, notes = scan(directory)
@@ -114,10 +114,10 @@ def deploy(ctx: Context) -> int:
 
 def _check_registered(ctx: Context, model: str, version: str | None) -> None:
     """NotFound (exit 4) before publishing when the registry has no such model or version."""
-    from modeldrop.registry import version_alias
+    from modeldrop.naming import version_alias
     from modeldrop.vertex import GapicVertex
 
-    if label_safe_problem("model", model) or (version and label_safe_problem("version", version)):
+    if model_name_problem(model) or (version and version_name_problem(version)):
         return  # the command's own validation names the problem
     profile = ctx.profile()
     vertex = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint)
