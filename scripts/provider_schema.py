@@ -45,7 +45,7 @@ ANCHOR = re.compile(r"\{@link https://registry\.terraform\.io/\S+#(?P<snake>\w+)
 SECTION = re.compile(
     r"^(?:function (?P<fn>\w+)ToHclTerraform\(struct\)|class (?P<cls>\w+) extends)", re.M
 )
-RESOURCE_TYPE = re.compile(r'static tfResourceType = "(?P<type>\w+)";')
+RESOURCE_TYPE = re.compile(r'static tfResourceType = "(?P<type>[\w-]+)";')
 
 
 def _sections(js: str) -> Iterator[tuple[str, str, str]]:

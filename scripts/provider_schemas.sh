@@ -9,10 +9,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-python3}
 cache=${MODELDROP_CACHE:-$HOME/.cache/modeldrop}/provider-schemas
 mkdir -p "$cache"
+# A changed extractor makes new schemas: its hash is part of every file name.
+extractor=$(sha256sum "$root/scripts/provider_schema.py" | cut -c1-8)
 
 grep -v '^#' "$root/scripts/provider-schemas.txt" | while read -r requirement sha256 provider version; do
   [ -n "$requirement" ] || continue
-  schema="$cache/${provider//\//-}-$version-${sha256:0:16}.json"
+  schema="$cache/${provider//\//-}-$version-${sha256:0:16}-$extractor.json"
   if [ ! -f "$schema" ]; then
     echo "extracting the $provider $version schema from $requirement (once)" >&2
     work=$(mktemp -d)
