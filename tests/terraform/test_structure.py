@@ -270,7 +270,9 @@ def test_gateway_is_an_http_function_behind_iam_with_a_long_timeout() -> None:
     assert invokers["role"] == "roles/run.invoker"
     assert ref(invokers["name"]) == "google_cloudfunctions2_function.gateway.name"
     variable = next(block["gateway"] for block in blocks("variable") if "gateway" in block)
-    assert "timeout_s     = optional(number, 3600)" in variable["type"] or "3600" in str(variable["type"])
+    assert "timeout_s     = optional(number, 3600)" in variable["type"] or "3600" in str(
+        variable["type"]
+    )
 
 
 def _target(grant: dict[str, str]) -> str:
