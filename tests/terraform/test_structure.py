@@ -494,3 +494,50 @@ def test_every_api_the_module_and_the_functions_use_is_enabled() -> None:
         "monitoring.googleapis.com",  # what the sweep reads
     }
     assert needed <= enabled, f"not enabled: {sorted(needed - enabled)}"
+
+
+def test_each_provider_is_pinned_to_the_major_whose_schema_make_test_checks() -> None:
+    """required_providers allow one major each (~> X.Y), the major of the schema pinned in scripts/provider-schemas.txt."""
+    pinned = {
+        line.split()[2]: line.split()[3]
+        for line in (ROOT / "scripts" / "provider-schemas.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    for folder in [MODULE, MODULE / "examples" / "basic"]:
+        for block in blocks("terraform", folder):
+            for providers in block.get("required_providers", []):
+                for name, spec in providers.items():
+                    match = re.fullmatch(r"~> (\d+)\.(\d+)", spec["version"])
+                    assert match, (
+                        f"{folder.name}: {name} {spec['version']} spans more than one major"
+                    )
+                    schema_version = pinned[spec["source"]]
+                    assert schema_version.split(".")[0] == match.group(1), (name, schema_version)
+                    assert tuple(map(int, schema_version.split(".")[:2])) >= (
+                        int(match.group(1)),
+                        int(match.group(2)),
+                    )
+
+
+def test_service_agents_exist_before_anything_is_granted_to_them() -> None:
+    """The Pub/Sub and Artifact Registry agents come from google_project_service_identity, made after the APIs."""
+    identities = of_type("google_project_service_identity")["this"]
+    assert "pubsub.googleapis.com" in identities["for_each"]
+    assert "artifactregistry.googleapis.com" in identities["for_each"]
+    assert identities["depends_on"] == ["${google_project_service.this}"]
+    assert identities["provider"] == "google-beta"
+    assert local("pubsub_service_agent").startswith(
+        '${google_project_service_identity.this["pubsub.googleapis.com"]'
+    )
+    assert local("registry_service_agent").startswith(
+        '${google_project_service_identity.this["artifactregistry.googleapis.com"]'
+    )
+
+
+def test_the_storage_trigger_waits_for_its_agents_grant_to_propagate() -> None:
+    """on_upload's trigger is created after a time_sleep that follows the storage agent's publisher grant."""
+    wait = of_type("time_sleep")["storage_agent_grant_propagation"]
+    assert "google_project_iam_member.storage_agent_publishes_events" in str(wait["triggers"])
+    assert int(wait["create_duration"].removesuffix("s")) >= 120
+    (body,) = [body for body in functions().values() if entry_point(body) == "on_upload"]
+    assert "${time_sleep.storage_agent_grant_propagation}" in body["depends_on"]
