@@ -1,7 +1,8 @@
-# The three gen2 functions, all built from one source archive (storage.tf) and all reading the same
+# The four gen2 functions, all built from one source archive (storage.tf) and all reading the same
 # environment (local.function_environment). Each runs as its own service account (iam.tf).
 # on_upload is fed by an Eventarc storage trigger; on_command and sweep by push subscriptions
-# (pubsub.tf). Ingress is internal only: Eventarc and Pub/Sub push count as internal traffic.
+# (pubsub.tf): their ingress is internal only (Eventarc and Pub/Sub push count as internal traffic).
+# gateway is the HTTP front door, reachable from outside but behind IAM (run.invoker).
 
 resource "google_cloudfunctions2_function" "on_upload" {
   name        = "modeldrop-on-upload"
@@ -53,7 +54,8 @@ resource "google_cloudfunctions2_function" "on_upload" {
 
   depends_on = [
     google_project_service.this,
-    google_project_iam_member.storage_agent_publishes_events,
+    # The trigger is refused until the storage agent may publish: wait for the grant to propagate.
+    time_sleep.storage_agent_grant_propagation,
     google_project_iam_member.invoker_receives_events,
     google_project_iam_member.build,
     google_artifact_registry_repository_iam_member.build_pushes_functions,
@@ -142,6 +144,54 @@ resource "google_cloudfunctions2_function" "sweep" {
   }
 
   # No event_trigger: the modeldrop-sweep push subscription delivers the scheduler's ticks.
+
+  depends_on = [
+    google_project_service.this,
+    google_project_iam_member.build,
+    google_artifact_registry_repository_iam_member.build_pushes_functions,
+    google_storage_bucket_iam_member.build_reads_source,
+  ]
+}
+
+resource "google_cloudfunctions2_function" "gateway" {
+  #checkov:skip=CKV_GCP_124:Clients call the gateway from outside Google Cloud; IAM run.invoker (var.gateway.invokers, allUsers refused) guards it, not ingress.
+  name        = "modeldrop-gateway"
+  project     = var.project_id
+  location    = var.region
+  description = "The front door: routes OpenAI-compatible and Vertex predict requests to endpoints by name, wakes torn-down deployments and holds requests until they are ready."
+  labels      = local.labels
+
+  build_config {
+    runtime           = "python311"
+    entry_point       = "gateway"
+    service_account   = google_service_account.build.id
+    docker_repository = google_artifact_registry_repository.functions.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email = google_service_account.gateway.email
+    available_memory      = var.gateway.memory
+    available_cpu         = var.gateway.cpu
+    # A request is held through a wake (minutes on Vertex AI): HTTP functions may run up to 60
+    # minutes, event-driven ones 9 (cloud.google.com/functions/docs/configuring/timeout).
+    timeout_seconds                  = var.gateway.timeout_s
+    min_instance_count               = 0
+    max_instance_count               = var.gateway.max_instances
+    max_instance_request_concurrency = var.gateway.concurrency
+    # Callers are outside Google Cloud; IAM (run.invoker on the service) is the door, not ingress.
+    ingress_settings               = "ALLOW_ALL"
+    all_traffic_on_latest_revision = true
+    environment_variables          = local.function_environment
+  }
+
+  # No event_trigger: an HTTP function. Only var.gateway.invokers may call it (iam.tf).
 
   depends_on = [
     google_project_service.this,

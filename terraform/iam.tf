@@ -30,11 +30,20 @@ resource "google_service_account" "sweep" {
   depends_on = [google_project_service.this]
 }
 
+resource "google_service_account" "gateway" {
+  project      = var.project_id
+  account_id   = "modeldrop-gateway"
+  display_name = "modeldrop gateway function"
+  description  = "The front door: reads endpoints, calls predict on them, publishes wake commands, keeps wake and activity records."
+
+  depends_on = [google_project_service.this]
+}
+
 resource "google_service_account" "serving" {
   project      = var.project_id
   account_id   = "modeldrop-serving"
   display_name = "modeldrop serving containers"
-  description  = "What the vLLM containers on Vertex AI run as: reads the weights bucket, nothing else."
+  description  = "What the vLLM containers on Vertex AI run as: reads the weights bucket, writes activity records, reads deployment configs and adapter records."
 
   depends_on = [google_project_service.this]
 }
@@ -58,17 +67,22 @@ resource "google_service_account" "build" {
 }
 
 # roles/aiplatform.user would also let the functions run training jobs, read datasets, call
-# Gemini and much more. Each function gets a role with just the Vertex AI calls it makes.
+# Gemini and much more. Each function gets a role with just the calls its code makes; every
+# permission below is checked against Google's published permission list in `make test`
+# (tests/terraform/test_permissions.py), and README.md in this folder maps each one to its call.
+# Reading a Vertex long-running operation (operations.get, also what `.result()` polls) takes
+# aiplatform.operations.list: Vertex has no aiplatform.operations.get permission; its IAM
+# permissions reference lists operations.list as the "other permission" of every call that
+# starts an operation (cloud.google.com/vertex-ai/docs/general/iam-permissions).
 resource "google_project_iam_custom_role" "registrar" {
   project     = var.project_id
   role_id     = "modeldropRegistrar"
   title       = "modeldrop registrar"
   description = "on_upload and `register` commands: register uploaded weights as versions in the Vertex AI Model Registry."
   permissions = [
-    "aiplatform.models.get",    # find a version by alias; read the registered version
-    "aiplatform.models.update", # mergeVersionAliases: move `latest` to the new version
-    "aiplatform.models.upload",
-    "aiplatform.operations.get", # wait for the upload operation
+    "aiplatform.models.get",      # models.get: does the model exist, the version an alias names, the registered version
+    "aiplatform.models.upload",   # models.upload: a new model or a new version (aliases ride on the upload)
+    "aiplatform.operations.list", # operations.get: follow the upload operation
   ]
 }
 
@@ -78,13 +92,14 @@ resource "google_project_iam_custom_role" "deployer" {
   title       = "modeldrop deployer"
   description = "on_command: creates endpoints, deploys, scales, re-splits traffic, undeploys and deletes endpoints."
   permissions = [
-    "aiplatform.endpoints.create",
-    "aiplatform.endpoints.delete",
-    "aiplatform.endpoints.deploy", # deployModel, and mutateDeployedModel for `scale`
-    "aiplatform.endpoints.get",
-    "aiplatform.endpoints.undeploy",
-    "aiplatform.endpoints.update", # labels, and the traffic split for `traffic`
-    "aiplatform.models.get",       # resolve the model version to deploy
+    "aiplatform.endpoints.create",   # endpoints.create
+    "aiplatform.endpoints.delete",   # endpoints.delete (delete-endpoint)
+    "aiplatform.endpoints.deploy",   # endpoints.deployModel (v1 and v1beta1); mutateDeployedModel for `scale`
+    "aiplatform.endpoints.get",      # endpoints.get
+    "aiplatform.endpoints.undeploy", # endpoints.undeployModel
+    "aiplatform.endpoints.update",   # endpoints.patch: labels, the traffic split; mutateDeployedModel (undocumented: either)
+    "aiplatform.models.get",         # models.get: resolve the model version to deploy
+    "aiplatform.operations.list",    # operations.get: wait for endpoints.create
   ]
 }
 
@@ -94,15 +109,40 @@ resource "google_project_iam_custom_role" "sweeper" {
   title       = "modeldrop sweeper"
   description = "sweep: lists managed endpoints, follows operations, undeploys idle models and deletes empty endpoints."
   permissions = [
-    "aiplatform.endpoints.delete", # only with delete_empty_endpoints
-    "aiplatform.endpoints.get",
-    "aiplatform.endpoints.list",     # managed endpoints, by label
-    "aiplatform.endpoints.undeploy", # carries the new traffic split itself
-    "aiplatform.operations.get",     # follow deploy, undeploy and delete operations
+    "aiplatform.endpoints.delete",   # endpoints.delete, only with delete_empty_endpoints
+    "aiplatform.endpoints.get",      # endpoints.get
+    "aiplatform.endpoints.list",     # endpoints.list: managed endpoints, by label
+    "aiplatform.endpoints.undeploy", # endpoints.undeployModel: carries the new traffic split itself
+    "aiplatform.operations.list",    # operations.get: follow deploy, undeploy and delete operations
   ]
 }
 
-# Vertex AI endpoints and models take no resource-level grants, and Monitoring reads are
+# roles/monitoring.viewer holds 35 permissions (dashboards, alert policies, uptime checks...); the
+# sweep makes one Monitoring call, projects.timeSeries.list, which needs monitoring.timeSeries.list.
+resource "google_project_iam_custom_role" "metrics_reader" {
+  project     = var.project_id
+  role_id     = "modeldropMetricsReader"
+  title       = "modeldrop metrics reader"
+  description = "sweep: reads Vertex AI prediction_count time series (timeSeries.list), nothing else in Monitoring."
+  permissions = [
+    "monitoring.timeSeries.list", # projects.timeSeries.list
+  ]
+}
+
+# The gateway finds an endpoint, calls it, and nothing else on Vertex AI.
+resource "google_project_iam_custom_role" "gateway" {
+  project     = var.project_id
+  role_id     = "modeldropGateway"
+  title       = "modeldrop gateway"
+  description = "gateway: reads endpoints and calls predict, rawPredict and streamRawPredict on them."
+  permissions = [
+    "aiplatform.endpoints.get",     # endpoints.get: is it deployed, which deployed model serves
+    "aiplatform.endpoints.list",    # endpoints.list: /v1/models, managed endpoints by label
+    "aiplatform.endpoints.predict", # endpoints.predict, rawPredict, streamRawPredict
+  ]
+}
+
+# Vertex AI endpoints and models take no resource-level grants here, and Monitoring reads are
 # project-wide: these are the only project-level grants to the functions' accounts.
 resource "google_project_iam_member" "functions" {
   for_each = {
@@ -111,7 +151,8 @@ resource "google_project_iam_member" "functions" {
     # A `register` command re-registers a folder already in the weights bucket, as on_upload would.
     "on_command/registrar" = { role = google_project_iam_custom_role.registrar.id, member = google_service_account.on_command.member }
     "sweep/sweeper"        = { role = google_project_iam_custom_role.sweeper.id, member = google_service_account.sweep.member }
-    "sweep/metrics"        = { role = "roles/monitoring.viewer", member = google_service_account.sweep.member }
+    "sweep/metrics"        = { role = google_project_iam_custom_role.metrics_reader.id, member = google_service_account.sweep.member }
+    "gateway/gateway"      = { role = google_project_iam_custom_role.gateway.id, member = google_service_account.gateway.member }
   }
 
   project = var.project_id
@@ -141,7 +182,8 @@ resource "google_storage_bucket_iam_member" "weights" {
   member = each.value
 }
 
-# Leases, in-flight operation names and request ids seen: every function reads and writes them.
+# Leases, in-flight operation names and request ids seen: every function but the gateway reads and
+# writes them (and lists them by prefix, which needs the whole bucket).
 resource "google_storage_bucket_iam_member" "state" {
   for_each = {
     on_upload  = google_service_account.on_upload.member
@@ -152,6 +194,37 @@ resource "google_storage_bucket_iam_member" "state" {
   bucket = google_storage_bucket.state.name
   role   = "roles/storage.objectUser"
   member = each.value
+}
+
+# The serving containers and the gateway get only their prefixes of the state bucket, by IAM
+# Conditions on the object name: for Cloud Storage objects resource.name is
+# projects/_/buckets/BUCKET/objects/OBJECT (cloud.google.com/storage/docs/access-control/iam#conditions).
+# Writing an object that exists (an activity record rewritten each minute) is a create plus a
+# delete of the old generation, so writers get roles/storage.objectUser, not objectCreator
+# (cloud.google.com/storage/docs/access-control/iam-permissions: "storage.objects.delete ...
+# also needed to overwrite"). storage.objects.list is checked against the bucket, not an object,
+# so no conditioned grant lists: these holders read and write objects whose names they know.
+resource "google_storage_bucket_iam_member" "state_prefixes" {
+  for_each = {
+    for grant in [
+      { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectUser", prefixes = ["activity/"] },
+      { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectViewer", prefixes = ["deployments/", "adapters/"] },
+      { holder = "gateway", member = google_service_account.gateway.member, role = "roles/storage.objectUser", prefixes = ["wakes/", "activity/"] },
+    ] : "${grant.holder}/${grant.role}" => grant
+  }
+
+  bucket = google_storage_bucket.state.name
+  role   = each.value.role
+  member = each.value.member
+
+  condition {
+    title       = "${each.value.holder}-${replace(join("-", each.value.prefixes), "/", "")}"
+    description = "Only objects under ${join(", ", each.value.prefixes)} of the state bucket."
+    expression = join(" || ", [
+      for prefix in each.value.prefixes :
+      "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.state.name}/objects/${prefix}\")"
+    ])
+  }
 }
 
 resource "google_pubsub_topic_iam_member" "results_publisher" {
@@ -168,11 +241,12 @@ resource "google_pubsub_topic_iam_member" "results_publisher" {
 }
 
 # A version folder may carry a deploy policy: registering it (on_upload, or on_command for a
-# `register` command) publishes that deploy command.
+# `register` command) publishes that deploy command; the gateway publishes `wake`.
 resource "google_pubsub_topic_iam_member" "commands_publisher" {
   for_each = {
     on_upload  = google_service_account.on_upload.member
     on_command = google_service_account.on_command.member
+    gateway    = google_service_account.gateway.member
   }
 
   project = var.project_id
@@ -197,6 +271,17 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
   member   = google_service_account.invoker.member
 }
 
+# Who may call the gateway: Cloud Run checks run.invoker on the function's service. None by default.
+resource "google_cloud_run_v2_service_iam_member" "gateway_invokers" {
+  for_each = toset(var.gateway.invokers)
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.gateway.name
+  role     = "roles/run.invoker"
+  member   = each.value
+}
+
 resource "google_project_iam_member" "invoker_receives_events" {
   for_each = toset(["roles/eventarc.eventReceiver"])
 
@@ -213,6 +298,18 @@ resource "google_project_iam_member" "storage_agent_publishes_events" {
   project = var.project_id
   role    = each.value
   member  = "serviceAccount:${local.storage_service_agent}"
+}
+
+# IAM grants take effect after a delay: "typically within 2 minutes, ... in some cases 7 minutes or
+# more" (cloud.google.com/iam/docs/access-change-propagation). On a fresh project the Eventarc
+# storage trigger is refused until the storage agent's publisher grant has propagated, so the
+# function waits. A trigger still refused later is simply retried by the next apply.
+resource "time_sleep" "storage_agent_grant_propagation" {
+  create_duration = "120s"
+
+  triggers = {
+    grant = google_project_iam_member.storage_agent_publishes_events["roles/pubsub.publisher"].id
+  }
 }
 
 # The Pub/Sub service agent mints the OIDC tokens of the push subscriptions (projects created

@@ -52,10 +52,25 @@ locals {
   }
 
   project_number = data.google_project.this.number
-  # Google-managed service agents that act for modeldrop's resources.
-  pubsub_service_agent   = "service-${local.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
+  # Google-managed service agents that act for modeldrop's resources. Each is read from the
+  # resource that makes sure it exists, so every grant to it waits for its API and its creation.
+  pubsub_service_agent   = google_project_service_identity.this["pubsub.googleapis.com"].email
   storage_service_agent  = data.google_storage_project_service_account.this.email_address
-  registry_service_agent = "service-${local.project_number}@gcp-sa-artifactregistry.iam.gserviceaccount.com"
+  registry_service_agent = google_project_service_identity.this["artifactregistry.googleapis.com"].email
+}
+
+# Some service agents exist only once something asks for them (Artifact Registry's, before a CMEK
+# grant can name it: cloud.google.com/artifact-registry/docs/cmek); the Pub/Sub agent signs push
+# tokens and moves dead letters. services.generateServiceIdentity creates the agent if it is missing
+# and returns it; in the google provider only google-beta has this resource.
+resource "google_project_service_identity" "this" {
+  provider = google-beta
+  for_each = toset(["pubsub.googleapis.com", "artifactregistry.googleapis.com"])
+
+  project = var.project_id
+  service = each.value
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_project_service" "this" {

@@ -34,20 +34,27 @@ output "serving_repository" {
 }
 
 output "function_names" {
-  description = "The three functions by entry point, for `gcloud functions logs read`."
+  description = "The four functions by entry point, for `gcloud functions logs read`."
   value = {
     on_upload  = google_cloudfunctions2_function.on_upload.name
     on_command = google_cloudfunctions2_function.on_command.name
     sweep      = google_cloudfunctions2_function.sweep.name
+    gateway    = google_cloudfunctions2_function.gateway.name
   }
 }
 
+output "gateway_url" {
+  description = "URL of the gateway (OpenAI-compatible /v1/... and the Vertex predict shape); callers need roles/run.invoker (var.gateway.invokers) and an ID token for this audience."
+  value       = google_cloudfunctions2_function.gateway.service_config[0].uri
+}
+
 output "service_accounts" {
-  description = "Email of each modeldrop identity: one per function, the serving containers, the invoker and the build."
+  description = "Email of each modeldrop identity: one per function (gateway included), the serving containers, the invoker and the build."
   value = {
     on_upload  = google_service_account.on_upload.email
     on_command = google_service_account.on_command.email
     sweep      = google_service_account.sweep.email
+    gateway    = google_service_account.gateway.email
     serving    = google_service_account.serving.email
     invoker    = google_service_account.invoker.email
     build      = google_service_account.build.email

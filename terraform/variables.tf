@@ -198,3 +198,30 @@ variable "functions_source_dir" {
   type        = string
   default     = null
 }
+
+variable "gateway" {
+  description = "The gateway function (the front door that wakes torn-down deployments and holds requests meanwhile): who may call it (IAM members given roles/run.invoker on its service, e.g. user:a@example.com or serviceAccount:...), and its sizing. timeout_s bounds one request, held through a wake: gen2 HTTP functions allow up to 3600 s."
+  type = object({
+    invokers      = optional(list(string), [])
+    memory        = optional(string, "512Mi")
+    cpu           = optional(string, "1")
+    timeout_s     = optional(number, 3600)
+    max_instances = optional(number, 10)
+    concurrency   = optional(number, 80)
+  })
+  default = {}
+
+  validation {
+    condition     = alltrue([for member in var.gateway.invokers : can(regex("^(user|serviceAccount|group|domain|principal|principalSet):.+$", member))])
+    error_message = "gateway.invokers are IAM members such as user:a@example.com, group:g@example.com or serviceAccount:sa@p.iam.gserviceaccount.com (allUsers is refused: the gateway spends GPU time)."
+  }
+
+  validation {
+    condition = (
+      var.gateway.timeout_s >= 60 && var.gateway.timeout_s <= 3600 && var.gateway.max_instances >= 1 &&
+      var.gateway.concurrency >= 1 && var.gateway.concurrency <= 1000 && can(regex("^[0-9]+(Mi|Gi)$", var.gateway.memory)) &&
+      (var.gateway.concurrency == 1 || try(tonumber(var.gateway.cpu), 0) >= 1)
+    )
+    error_message = "gateway needs 60 <= timeout_s <= 3600 (the gen2 HTTP limit), max_instances >= 1, 1 <= concurrency <= 1000 (above 1 needs cpu >= 1), memory like 512Mi."
+  }
+}

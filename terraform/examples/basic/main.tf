@@ -7,6 +7,12 @@ provider "google" {
   region  = var.region
 }
 
+# The module creates service agents through google-beta (google_project_service_identity).
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
+
 module "modeldrop" {
   source = "../.."
 

@@ -17,3 +17,8 @@ output "function_environment" {
   description = "The MODELDROP_* environment of the functions, for the CLI."
   value       = module.modeldrop.function_environment
 }
+
+output "gateway_url" {
+  description = "The front door (OpenAI-compatible and Vertex predict); callers need roles/run.invoker on it."
+  value       = module.modeldrop.gateway_url
+}
