@@ -66,9 +66,7 @@ def validate_version(
     policy: Policy = Policy(),
 ) -> list[str]:
     """Every problem with the folder's contents; an empty list means it may be registered."""
-    problems = [
-        p for p in (model_name_problem(model), version_name_problem(version)) if p
-    ]
+    problems = [p for p in (model_name_problem(model), version_name_problem(version)) if p]
     problems += _name_problems(files)
     problems += _format_problems(files, policy)
     parsed_config, config_problem = _as_json(CONFIG_NAME, config)
