@@ -30,6 +30,8 @@ class Settings:
     default_idle_ttl_s: int = 30 * 60
     deploy_grace_s: int = 15 * 60
     max_event_age_s: int = 24 * 3600
+    # How long an incomplete upload may sit without a new file before it is rejected as abandoned.
+    upload_wait_s: int = 15 * 60
     allow_pickle: bool = False
     allow_remote_code: bool = False
     delete_empty_endpoints: bool = False
@@ -55,6 +57,7 @@ class Settings:
                 default_idle_ttl_s=_duration(env, "default_idle_ttl", cls.default_idle_ttl_s),
                 deploy_grace_s=_duration(env, "deploy_grace", cls.deploy_grace_s),
                 max_event_age_s=_duration(env, "max_event_age", cls.max_event_age_s),
+                upload_wait_s=_duration(env, "upload_wait", cls.upload_wait_s),
                 allow_pickle=_flag(env, "allow_pickle"),
                 allow_remote_code=_flag(env, "allow_remote_code"),
                 delete_empty_endpoints=_flag(env, "delete_empty_endpoints"),
@@ -80,6 +83,7 @@ OPTIONAL = (
     "default_idle_ttl",
     "deploy_grace",
     "max_event_age",
+    "upload_wait",
     "allow_pickle",
     "allow_remote_code",
     "delete_empty_endpoints",

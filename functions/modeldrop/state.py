@@ -9,22 +9,26 @@
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
 - `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
+- `uploads/<model>/<version>.json`: a version folder that is not complete yet, so the sweep judges it
+  again when no further file arrives (an abandoned upload is rejected, never left waiting).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from modeldrop.errors import ConflictError
 from modeldrop.storage import Storage
 
 LEASE_TTL = timedelta(minutes=10)
+log = logging.getLogger(__name__)
 
 
 class RequestState(StrEnum):
@@ -190,8 +194,17 @@ class StateStore:
         found = []
         for obj in self._storage.list_objects(self._bucket, prefix):
             current = self._storage.read(self._bucket, obj.name)
-            if current is not None:
+            if current is None:
+                continue
+            try:
                 found.append(OperationRecord.model_validate_json(current.data))
+            except ValidationError:
+                # Not written by modeldrop (or torn): one bad record must not stop the sweep.
+                log.error(
+                    "state object gs://%s/%s is not an operation record; skipped",
+                    self._bucket,
+                    obj.name,
+                )
         return found
 
     def forget_operation(self, record: OperationRecord) -> None:
@@ -210,3 +223,33 @@ class StateStore:
 
     def forget_teardown(self, endpoint: str) -> None:
         self._storage.delete(self._bucket, f"teardowns/{endpoint}.json")
+
+    # Pending uploads --------------------------------------------------------------------------
+
+    def mark_pending(self, bucket: str, model: str, version: str, now: datetime) -> None:
+        """Note an incomplete folder once (the first event that finds it so); later ones change nothing."""
+        try:
+            self._storage.write(
+                self._bucket,
+                f"uploads/{model}/{version}.json",
+                b"{}",
+                if_generation_match=0,
+                metadata={"bucket": bucket, "since": now.isoformat()},
+            )
+        except ConflictError:
+            pass
+
+    def pending_uploads(self) -> list[tuple[str, str, str]]:
+        """(bucket, model, version) of every folder noted as incomplete, from the listing alone."""
+        found = []
+        for obj in self._storage.list_objects(self._bucket, "uploads/"):
+            model, _, version = (
+                obj.name.removeprefix("uploads/").removesuffix(".json").partition("/")
+            )
+            bucket = obj.metadata.get("bucket")
+            if bucket and model and version:
+                found.append((bucket, model, version))
+        return found
+
+    def clear_pending(self, model: str, version: str) -> None:
+        self._storage.delete(self._bucket, f"uploads/{model}/{version}.json")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from modeldrop.errors import ConflictError
+from modeldrop.errors import ConflictError, TransientError
 from modeldrop.google_errors import translate
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class StoredObject:
     crc32c: str
     generation: int
     metadata: dict[str, str] = field(default_factory=dict)  # the object's custom metadata
+    updated: datetime | None = None  # when this generation was written
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class Storage(Protocol):
     def list_objects(self, bucket: str, prefix: str) -> list[StoredObject]: ...
 
     def read(self, bucket: str, name: str) -> Versioned | None: ...
+
+    def read_range(self, bucket: str, name: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the object (fewer at its end); TransientError if it is gone."""
+        ...
 
     def write(
         self,
@@ -81,6 +87,7 @@ class GcsStorage:
                     blob.crc32c or "",
                     int(blob.generation),
                     dict(blob.metadata or {}),
+                    blob.updated,
                 )
                 for blob in self.client.list_blobs(bucket, prefix=prefix)
             ]
@@ -98,6 +105,19 @@ class GcsStorage:
         except Exception as error:
             raise translate(error, f"reading gs://{bucket}/{name}") from error
         return Versioned(data, int(blob.generation or 0))
+
+    def read_range(self, bucket: str, name: str, start: int, end: int) -> bytes:
+        # One ranged GET (the API's inclusive `Range: bytes=start-(end-1)`): a header, not the weights.
+        from google.api_core.exceptions import NotFound
+
+        blob = self.client.bucket(bucket).blob(name)
+        try:
+            return bytes(blob.download_as_bytes(start=start, end=end - 1))
+        except NotFound as error:
+            # Listed a moment ago: the folder is changing under us; judge it again on redelivery.
+            raise TransientError(f"gs://{bucket}/{name} was listed but is gone") from error
+        except Exception as error:
+            raise translate(error, f"reading gs://{bucket}/{name} [{start}, {end})") from error
 
     def write(
         self,

@@ -9,12 +9,13 @@ from datetime import datetime, timedelta
 
 from modeldrop import labels, reconcile, traffic
 from modeldrop.context import Context
-from modeldrop.errors import ConflictError, ModeldropError
+from modeldrop.errors import ConflictError, ModeldropError, TransientError
 from modeldrop.executor import gave_up
 from modeldrop.reconcile import Action, Idleness, Report
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status
 from modeldrop.state import OperationRecord, Teardown
+from modeldrop.uploads import judge_pending
 from modeldrop.vertex import Endpoint
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Summary:
     torn_down: list[str] = field(default_factory=list)
     stale_leases_cleared: list[str] = field(default_factory=list)
     dead_letters_answered: list[str] = field(default_factory=list)
+    uploads_judged: list[str] = field(default_factory=list)  # abandoned or completed folders
     monitoring_queries: int = 0
     skipped: bool = False  # another sweep held the sweep lock
     errors: list[str] = field(default_factory=list)  # items left for the next sweep, and why
@@ -78,14 +80,14 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         if record.operation:
             try:
                 operations[record.operation] = ctx.vertex.operation(record.operation)
-            except ModeldropError as error:
+            except Exception as error:
                 _skip(summary, f"operation {record.operation}", error)
     busy = set()
     for report in reconcile.follow(records, operations, endpoints, now):
         if report.action is Action.REPORT:
             try:
                 _report(ctx, now, report, endpoints.get(report.endpoint))
-            except ModeldropError as error:
+            except Exception as error:
                 _skip(summary, f"reporting {report.request_id}", error)
                 continue
             summary.reported.append(report.request_id)
@@ -97,8 +99,21 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         try:
             with ctx.state.lease(endpoint_id, f"sweep-{now:%Y%m%dT%H%M%S}", now):
                 summary.torn_down += _tear_down(ctx, now, endpoint_id, decisions, summary)
-        except ModeldropError as error:
+        except Exception as error:
             _skip(summary, f"tearing down on {endpoint_id}", error)
+    _judge_uploads(ctx, now, summary)
+
+
+def _judge_uploads(ctx: Context, now: datetime, summary: Summary) -> None:
+    """Folders still incomplete: registered if they completed, rejected if abandoned."""
+    try:
+        results, problems = judge_pending(ctx, now)
+    except Exception as error:
+        _skip(summary, "judging pending uploads", error)
+        return
+    summary.uploads_judged += [r.request_id for r in results]
+    for problem in problems:
+        _skip(summary, "judging an upload", TransientError(problem))
 
 
 def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
@@ -112,13 +127,18 @@ def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
         return
     answered = []
     for letter in letters:
-        result = gave_up(letter.data, letter.attributes)
         try:
+            result = gave_up(letter.data, letter.attributes)
             if result is not None and once(ctx, now, result) is not None:
                 summary.dead_letters_answered.append(result.request_id)
         except ModeldropError as error:
             _skip(summary, f"answering dead letter {letter.message_id}", error)
             continue  # not acknowledged: it comes back on a later sweep
+        except Exception as error:
+            # A fault in modeldrop, not in the platform: retrying would only repeat it every tick.
+            _skip(summary, f"answering dead letter {letter.message_id} (acknowledged)", error)
+            answered.append(letter.ack_id)
+            continue
         if result is None:
             log.warning(
                 "dead letter %s names no request; acknowledged: %s",
@@ -132,9 +152,13 @@ def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
         _skip(summary, "acknowledging dead letters", error)
 
 
-def _skip(summary: Summary, what: str, error: ModeldropError) -> None:
-    log.warning("sweep: %s left for the next sweep: %s", what, error)
-    summary.errors.append(f"{what}: {error}")
+def _skip(summary: Summary, what: str, error: Exception) -> None:
+    """One bad item is logged and left; the sweep goes on with every other."""
+    if isinstance(error, ModeldropError):
+        log.warning("sweep: %s left for the next sweep: %s", what, error)
+    else:  # not a designed outcome: a person should look
+        log.error("sweep: %s failed unexpectedly", what, exc_info=error)
+    summary.errors.append(f"{what}: {type(error).__name__}: {error}"[:500])
 
 
 def _idle(

@@ -1,15 +1,19 @@
-"""on_upload's logic: decide whether a version folder is complete, validate it, register it once."""
+"""on_upload's logic: judge a version folder (complete, valid, abandoned), and register it once.
+
+Every folder under models/ ends in exactly one terminal result: `registered`, or `rejected` with
+every reason. A folder that is not complete yet is noted in the state bucket; the sweep judges it
+again, and a folder that gets no new file for the upload wait is rejected naming what is missing.
+"""
 
 from __future__ import annotations
 
-import json
-import time
+import hashlib
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from modeldrop import labels
-from modeldrop.commands import parse_command
+from modeldrop import adapters, jsonlimits
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError, TransientError
 from modeldrop.events import StorageObject
@@ -17,53 +21,88 @@ from modeldrop.layout import (
     CONFIG_NAME,
     DEPLOY_POLICY_NAME,
     MANIFEST_NAME,
-    MODELS_PREFIX,
     SHARD_INDEX_NAME,
     UPLOAD_METADATA_KEY,
+    AdapterFolder,
+    AdapterObject,
+    MisplacedObject,
     VersionFolder,
-    parse_object_name,
+    WeightsObject,
+    classify,
 )
 from modeldrop.manifest import parse_manifest
-from modeldrop.naming import version_alias
-from modeldrop.registry import LATEST_ALIAS, UPLOAD_LABEL, content_digest, model_spec
-from modeldrop.reporting import finish, once
+from modeldrop.registration import folder_lock, register_once
+from modeldrop.registry import content_digest
+from modeldrop.reporting import once
 from modeldrop.results import Result, Status, upload_request_id
-from modeldrop.state import RequestRecord, RequestState
+from modeldrop.state import RequestState
 from modeldrop.storage import StoredObject
-from modeldrop.validation import required_files, validate_version
+from modeldrop.tensors import weights_problems
+from modeldrop.validation import (
+    MAX_JSON_BYTES,
+    early_problems,
+    required_files,
+    validate_version,
+)
 
-REGISTER_WAIT_S = 60.0
 _NOT_CONTENT = {MANIFEST_NAME, DEPLOY_POLICY_NAME}
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """The folder is incomplete and may still complete: no result yet."""
+
+
+WAITING = _Waiting()
 
 
 def on_object(obj: StorageObject, ctx: Context, now: datetime) -> Result | None:
     """The result of a finalized object's folder, or None while it is incomplete or already done."""
-    try:
-        parsed = parse_object_name(obj.bucket, obj.name)
-    except ValueError as error:
-        if obj.name.startswith(MODELS_PREFIX) and obj.name.endswith("/" + MANIFEST_NAME):
-            # A manifest was meant as an upload: say why it can't be one rather than stay silent.
-            rid = upload_request_id(obj.bucket, "invalid", "path", [obj.generation])
-            return once(
-                ctx,
-                now,
-                Result(
-                    request_id=rid,
-                    kind="upload",
-                    action="upload",
-                    status=Status.REJECTED,
-                    message="the upload's path is outside the layout",
-                    reasons=[str(error)],
-                ),
-            )
-        return None
-    return register(parsed.folder, ctx, now)
+    path = classify(obj.bucket, obj.name)
+    if isinstance(path, WeightsObject):
+        return register(path.folder, ctx, now)
+    if isinstance(path, AdapterObject):
+        return adapters.on_adapter(path.folder, ctx, now)
+    if isinstance(path, MisplacedObject):
+        return _reject_misplaced(path, ctx, now)
+    return None  # not modeldrop's, or a deploy policy (read when its folder registers)
 
 
 def register(
     folder: VersionFolder, ctx: Context, now: datetime, request_id: str | None = None
 ) -> Result | None:
     """Register `folder` if complete; `request_id` (a register command) makes incompleteness an error."""
+    verdict = _judge(folder, ctx, now, request_id)
+    if isinstance(verdict, _Waiting):
+        ctx.state.mark_pending(folder.bucket, folder.model, folder.version, now)
+        return None
+    if request_id is None:
+        ctx.state.clear_pending(folder.model, folder.version)
+    return verdict
+
+
+def judge_pending(ctx: Context, now: datetime) -> tuple[list[Result], list[str]]:
+    """The sweep's part: judge every folder noted as incomplete again; (results, problems)."""
+    results, problems = [], []
+    for bucket, model, version in ctx.state.pending_uploads():
+        adapter = version.removeprefix(adapters.PENDING_PREFIX)
+        try:
+            if adapter != version:
+                result = adapters.on_adapter(AdapterFolder(bucket, model, adapter), ctx, now)
+            else:
+                result = register(VersionFolder(bucket, model, version), ctx, now)
+        except TransientError as error:
+            problems.append(f"{model}/{version}: {error} (judged again next sweep)")
+            continue
+        if result is not None:
+            results.append(result)
+    return results, problems
+
+
+def _judge(
+    folder: VersionFolder, ctx: Context, now: datetime, request_id: str | None
+) -> Result | _Waiting | None:
     listing = {
         o.name[len(folder.prefix) :]: o
         for o in ctx.storage.list_objects(folder.bucket, folder.prefix)
@@ -76,14 +115,20 @@ def register(
         "model": folder.model,
         "version": folder.version,
     }
+    if not listing and not explicit:
+        return None  # the folder was deleted: nothing left to judge
     index = _read_json(ctx, folder, listing, SHARD_INDEX_NAME)
     needed = required_files(listing.keys(), index if isinstance(index, dict) else None)
     missing = sorted(needed - listing.keys())
-    digest = content_digest(listing[name].generation for name in needed if name in listing)
+    abandoned = _abandoned(listing, ctx, now)
     rid = request_id
     if MANIFEST_NAME in listing:
         manifest_obj = listing[MANIFEST_NAME]
         try:
+            if manifest_obj.size > MAX_MANIFEST_BYTES:
+                raise PermanentError(
+                    f"{MANIFEST_NAME} is {manifest_obj.size} bytes; the limit is {MAX_MANIFEST_BYTES}"
+                )
             manifest = parse_manifest(_read(ctx, folder, MANIFEST_NAME))
         except PermanentError as error:
             rid = rid or upload_request_id(
@@ -102,64 +147,87 @@ def register(
             )
         )
         absent = [f.name for f in manifest.files if f.name not in listing]
-        if absent and not explicit:
-            return (
-                None  # the manifest came before its files (a plain recursive copy): wait for them
-            )
+        if absent and not explicit and not abandoned:
+            return WAITING  # the manifest came before its files (a plain recursive copy)
         problems = _manifest_problems(
             folder, manifest.model, manifest.version, manifest.files, listing
         )
         problems += [f"{name} is in the manifest but not in the bucket" for name in absent]
+        if absent and abandoned:
+            problems.append(_waited(ctx))
         if problems:
             return _reject(
                 folder, ctx, now, base, rid, "the files differ from the manifest", problems
             )
     elif not explicit and any(o.metadata.get(UPLOAD_METADATA_KEY) for o in listing.values()):
-        return None  # the CLI is uploading: its manifest, written last, completes the upload
-    elif missing:
-        if not explicit:
-            return None
-        return _reject(
-            folder,
-            ctx,
-            now,
-            base,
-            rid or "",
-            "the folder is incomplete",
-            [f"{name} is missing" for name in missing],
+        if not abandoned:
+            return WAITING  # the CLI is uploading: its manifest, written last, completes it
+        rid = _first_file_id(folder, listing.values())
+        reason = (
+            f"the upload stopped before its {MANIFEST_NAME} arrived (the CLI writes it last); "
+            "run the same `modeldrop upload` again to resume it"
         )
+        return _reject(folder, ctx, now, base, rid, "the upload did not finish", [reason])
+    elif missing:
+        early = early_problems(listing.keys(), ctx.policy)
+        if early and not explicit:
+            # Refused whatever arrives next: say so now rather than after the wait.
+            rid = _first_file_id(folder, listing.values())
+            early += [f"{name} is missing" for name in missing]
+            return _reject(folder, ctx, now, base, rid, f"{folder.uri} can't be registered", early)
+        if not explicit and not abandoned:
+            return WAITING
+        rid = rid or upload_request_id(
+            folder.bucket, folder.model, folder.version, [o.generation for o in listing.values()]
+        )
+        reasons = [f"{name} is missing" for name in missing]
+        if not explicit:
+            reasons.append(_waited(ctx))
+        return _reject(folder, ctx, now, base, rid, "the folder is incomplete", reasons)
     rid = rid or upload_request_id(
         folder.bucket, folder.model, folder.version, [listing[n].generation for n in needed]
     )
+    prior = ctx.state.request(rid)
+    if prior is not None and prior.state is RequestState.DONE:
+        return None  # a duplicate event: judged already (skip re-reading the headers)
     sizes = {name: obj.size for name, obj in listing.items() if name not in _NOT_CONTENT}
     config = _read(ctx, folder, CONFIG_NAME) if CONFIG_NAME in listing else None
     problems = validate_version(folder.model, folder.version, sizes, config, index, ctx.policy)
+    if not problems:
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        problems = weights_problems(
+            sizes,
+            weight_map if isinstance(weight_map, dict) else None,
+            lambda name, start, end: ctx.storage.read_range(
+                folder.bucket, folder.object_name(name), start, end
+            ),
+        )
     if problems:
         return _reject(folder, ctx, now, base, rid, f"{folder.uri} can't be registered", problems)
-    return _register_once(folder, ctx, now, rid, digest, base)
+    digest = content_digest(listing[name].generation for name in needed if name in listing)
+    return register_once(folder, ctx, now, rid, digest, base)
 
 
-def _register_once(
-    folder: VersionFolder,
-    ctx: Context,
-    now: datetime,
-    rid: str,
-    digest: str,
-    kind: dict[str, Any],
-) -> Result | None:
-    base: dict[str, Any] = {"request_id": rid, **kind}
-    record = RequestRecord(
-        request_id=rid, kind=kind["kind"], action=kind["action"], state=RequestState.STARTED, at=now
+def _abandoned(listing: dict[str, StoredObject], ctx: Context, now: datetime) -> bool:
+    """Whether the folder's newest object is older than the upload wait (no upload is still going)."""
+    times = [o.updated for o in listing.values() if o.updated is not None]
+    if not times:
+        return False
+    return now - max(times) > timedelta(seconds=ctx.settings.upload_wait_s)
+
+
+def _waited(ctx: Context) -> str:
+    return (
+        f"no file arrived for {ctx.settings.upload_wait_s} s (MODELDROP_UPLOAD_WAIT): "
+        "the upload is treated as abandoned; copy the missing files to complete it"
     )
-    prior = ctx.state.claim(record)
-    if prior is not None and prior.state is RequestState.DONE:
-        return None  # a duplicate event: the terminal result is already out
-    # A folder's files notify at once, and each notification may come twice: without a lock held
-    # by this invocation alone, two of them both find no version and both register one. A lost
-    # race raises ConflictError (retried); the retry finds the request done.
-    holder = f"{rid}#{uuid.uuid4().hex[:8]}"
-    with ctx.state.lease(_folder_lock(folder), holder, now):
-        return _register_locked(folder, ctx, now, record, digest, base)
+
+
+def _first_file_id(folder: VersionFolder, objects: Any) -> str:
+    """A request id for this attempt at the folder: the oldest file's generation stays the same
+    while more files arrive, so every event of one copy names one request."""
+    first = min(o.generation for o in objects)
+    return upload_request_id(folder.bucket, folder.model, folder.version, [first])
 
 
 def _reject(
@@ -175,118 +243,31 @@ def _reject(
     result = Result(
         request_id=request_id, status=Status.REJECTED, message=message, reasons=reasons, **base
     )
+    return _once_locked(ctx, now, folder_lock(folder), result)
+
+
+def _reject_misplaced(path: MisplacedObject, ctx: Context, now: datetime) -> Result | None:
+    """One rejection per misplaced folder, however many of its objects notify."""
+    digest = hashlib.sha256(f"{path.bucket}/{path.folder}".encode()).hexdigest()[:16]
+    result = Result(
+        request_id=f"upload-invalid-{digest}",
+        kind="upload",
+        action="upload",
+        status=Status.REJECTED,
+        message=f"gs://{path.bucket}/{path.folder}/ is not a place modeldrop registers from",
+        reasons=list(path.problems),
+        details={"folder": f"gs://{path.bucket}/{path.folder}/"},
+    )
+    return _once_locked(ctx, now, f"misplaced.{digest}", result)
+
+
+def _once_locked(ctx: Context, now: datetime, lock: str, result: Result) -> Result | None:
     holder = f"{result.request_id}#{uuid.uuid4().hex[:8]}"
-    with ctx.state.lease(_folder_lock(folder), holder, now):
+    with ctx.state.lease(lock, holder, now):
         prior = ctx.state.request(result.request_id)
         if prior is not None and prior.state is RequestState.DONE:
             return None
         return once(ctx, now, result)
-
-
-def _folder_lock(folder: VersionFolder) -> str:
-    return f"register.{folder.model}.{folder.version}"
-
-
-def _register_locked(
-    folder: VersionFolder,
-    ctx: Context,
-    now: datetime,
-    record: RequestRecord,
-    digest: str,
-    base: dict[str, Any],
-) -> Result | None:
-    prior = ctx.state.request(record.request_id)
-    if prior is not None and prior.state is RequestState.DONE:
-        return None  # the invocation that held the lease before us finished it
-    operation = prior.operation if prior is not None else None
-    rid = record.request_id
-    alias = version_alias(folder.version)
-    if operation is None:
-        existing = ctx.vertex.model_version(folder.model, alias)
-        if existing is not None:
-            result = _already_registered(folder, existing.labels, digest, base, existing.version_id)
-            return finish(ctx, record, result)
-        operation = ctx.vertex.register(model_spec(folder, ctx.settings, digest))
-        record = record.model_copy(update={"operation": operation})
-        ctx.state.update_request(record)
-    version = _wait_registered(ctx, operation)
-    details: dict[str, Any] = {
-        "model_resource": version.resource,
-        "version_id": version.version_id,
-        "aliases": [alias, LATEST_ALIAS],
-        "uri": folder.uri,
-    }
-    details.update(_publish_deploy_policy(folder, ctx, rid))
-    result = Result(
-        status=Status.REGISTERED,
-        message=f"{folder.uri} is {folder.model}@{alias}",
-        operation=operation,
-        details=details,
-        **base,
-    )
-    return finish(ctx, record, result)
-
-
-def _already_registered(
-    folder: VersionFolder, found: dict[str, str], digest: str, base: dict[str, Any], version_id: str
-) -> Result:
-    alias = version_alias(folder.version)
-    if found.get(labels.VERSION) != folder.version:
-        reason = f"alias {alias!r} already names folder {found.get(labels.VERSION)!r} of {folder.model}; rename the folder"
-        return Result(
-            status=Status.REJECTED, message="version alias taken", reasons=[reason], **base
-        )
-    if found.get(UPLOAD_LABEL) != digest:
-        reason = f"{folder.uri} was registered with other files; versions are immutable, upload to a new folder"
-        return Result(
-            status=Status.REJECTED, message="version already registered", reasons=[reason], **base
-        )
-    return Result(
-        status=Status.REGISTERED,
-        message=f"{folder.uri} is {folder.model}@{alias}",
-        details={"version_id": version_id, "already_registered": True, "uri": folder.uri},
-        **base,
-    )
-
-
-def _wait_registered(ctx: Context, operation: str) -> Any:
-    deadline = time.monotonic() + REGISTER_WAIT_S
-    while True:
-        try:
-            return ctx.vertex.finish_register(operation)
-        except TransientError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _publish_deploy_policy(folder: VersionFolder, ctx: Context, rid: str) -> dict[str, Any]:
-    """Publish the folder's (else the model's, else the bucket's) deploy policy as a deploy command."""
-    for name in (folder.prefix, f"{MODELS_PREFIX}{folder.model}/", MODELS_PREFIX):
-        found = ctx.storage.read(folder.bucket, name + DEPLOY_POLICY_NAME)
-        if found is not None:
-            break
-    else:
-        return {}
-    deploy_id = f"{rid}-deploy"[-128:].lstrip("-._:")
-    try:
-        policy = json.loads(found.data)
-        if not isinstance(policy, dict):
-            raise PermanentError(f"{DEPLOY_POLICY_NAME} must hold a JSON object")
-        command = {
-            **policy,
-            "action": "deploy",
-            "request_id": deploy_id,
-            "model": folder.model,
-            "version": folder.version,
-        }
-        parse_command(command)
-    except ValueError as error:
-        return {"deploy_policy_problems": [f"{DEPLOY_POLICY_NAME} is not valid JSON: {error}"]}
-    except PermanentError as error:
-        return {"deploy_policy_problems": error.reasons}
-    ctx.publisher.publish_command(command)
-    return {"deploy_request_id": deploy_id}
 
 
 def _manifest_problems(
@@ -322,8 +303,10 @@ def _read_json(
 ) -> Any:
     if name not in listing:
         return None
+    if listing[name].size > MAX_JSON_BYTES:
+        return b""  # validation reports the size from the listing; never read it
     raw = _read(ctx, folder, name)
     try:
-        return json.loads(raw)
-    except ValueError:
+        return jsonlimits.loads(raw, max_bytes=MAX_JSON_BYTES, what=name)
+    except jsonlimits.JsonLimitError:
         return raw  # validation reports it, with the parser's message

@@ -17,12 +17,12 @@ complete: config.json, a tokenizer, and every shard the index names (or one mode
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
+from modeldrop import jsonlimits
 from modeldrop.architectures import VLLM_ARCHITECTURES
 from modeldrop.layout import (
     CONFIG_NAME,
@@ -98,6 +98,12 @@ def validate_version(
     return problems
 
 
+def early_problems(names: Set[str], policy: Policy = Policy()) -> list[str]:
+    """Problems no further file can fix (names, pickle, code): an incomplete folder is refused at once."""
+    files = dict.fromkeys(names, 0)
+    return _name_problems(files) + _format_problems(files, policy)
+
+
 def required_files(files: Set[str], index: Mapping[str, Any] | None) -> set[str]:
     """What a plain copy needs before it counts as complete (judged from the names present)."""
     needed = {CONFIG_NAME}
@@ -130,9 +136,9 @@ def _as_json(
         if len(value) > MAX_JSON_BYTES:
             return None, f"{name} is {len(value)} bytes; the limit is {MAX_JSON_BYTES}"
         try:
-            value = json.loads(value)
-        except (ValueError, UnicodeDecodeError) as error:
-            return None, f"{name} is not valid JSON: {error}"
+            value = jsonlimits.loads(value, max_bytes=MAX_JSON_BYTES, what=name)
+        except jsonlimits.JsonLimitError as error:
+            return None, str(error)
     if not isinstance(value, Mapping):
         return None, f"{name} must hold a JSON object"
     return dict(value), None

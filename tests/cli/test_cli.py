@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.builders import make_safetensors
 
 from modeldrop.cli import main
 from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
@@ -23,7 +24,7 @@ def write_model(folder: Path, **overrides: bytes) -> Path:
     files = {
         "config.json": json.dumps({"architectures": ["GemmaForCausalLM"]}).encode(),
         "tokenizer.json": b"{}",
-        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      " + bytes(range(256)) * 64,
+        "model.safetensors": make_safetensors({"lm_head.weight": [64, 64]}),
         **overrides,
     }
     for name, data in files.items():

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from support.builders import make_env
+from support.builders import make_env, make_safetensors
 from support.names import PROJECT
 
 from modeldrop.config import Settings
@@ -140,6 +140,7 @@ def _env_fields(settings: Settings) -> dict[str, Any]:
         "default_idle_ttl_s": "default_idle_ttl",
         "deploy_grace_s": "deploy_grace",
         "max_event_age_s": "max_event_age",
+        "upload_wait_s": "upload_wait",
     }
     return {
         renamed.get(k, k): (str(v).lower() if isinstance(v, bool) else v) for k, v in fields.items()
@@ -151,5 +152,5 @@ def sound_files(config: dict[str, Any] | None = None) -> dict[str, bytes]:
     return {
         "config.json": json.dumps(config or CONFIG).encode(),
         "tokenizer.json": b'{"version": "1.0"}',
-        "model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
+        "model.safetensors": make_safetensors(),
     }

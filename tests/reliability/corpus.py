@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from support.builders import make_safetensors
+
 KNOWN = "known"
 CONFIG = {"architectures": ["GemmaForCausalLM"], "model_type": "gemma", "head_dim": 64}
-SAFETENSORS = b"\x08\x00\x00\x00\x00\x00\x00\x00{}      "
+SAFETENSORS = make_safetensors()
 TOKENIZER = b'{"version": "1.0"}'
 
 Body = bytes | dict[str, Any]
