@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -33,9 +34,12 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
     if problems:
         raise PermanentError("the machine can't be deployed", problems)
     ttl = command.idle_ttl if command.idle_ttl is not None else ctx.settings.default_idle_ttl_s
-    endpoint = managed_endpoint(
-        ctx, command.endpoint_name, labels.endpoint_labels(command.model, ttl, command.keep_warm)
-    )
+    wanted = labels.endpoint_labels(command.model, ttl, command.keep_warm)
+    # A redeploy that doesn't name the TTL or keep-warm keeps what the endpoint has: only a new
+    # endpoint (or one without the label) takes the default.
+    unset = {labels.IDLE_TTL: "idle_ttl", labels.KEEP_WARM: "keep_warm"}
+    keep = {label for label, field in unset.items() if field not in command.model_fields_set}
+    endpoint = managed_endpoint(ctx, command.endpoint_name, wanted, keep)
     spec = DeploymentSpec(
         model=command.model,
         version=version,
@@ -162,7 +166,10 @@ def _remembered(body: dict[str, Any], request_id: str) -> Deploy:
         raise PermanentError(f"the remembered deployment can't be redeployed: {error}") from error
 
 
-def managed_endpoint(ctx: Context, endpoint_id: str, wanted: dict[str, str]) -> Endpoint:
+def managed_endpoint(
+    ctx: Context, endpoint_id: str, wanted: dict[str, str], keep: AbstractSet[str] = frozenset()
+) -> Endpoint:
+    """The endpoint with `wanted` labels (created if absent); labels in `keep` stay as they are."""
     endpoint = ctx.vertex.endpoint(endpoint_id)
     if endpoint is None:
         return ctx.vertex.create_endpoint(endpoint_id, wanted)
@@ -170,6 +177,7 @@ def managed_endpoint(ctx: Context, endpoint_id: str, wanted: dict[str, str]) -> 
         raise PermanentError(
             f"endpoint {endpoint_id} exists and is not managed by modeldrop: pick another endpoint name"
         )
+    wanted = {k: v for k, v in wanted.items() if k not in keep or k not in endpoint.labels}
     merged = {**endpoint.labels, **wanted}
     if merged != endpoint.labels:
         ctx.vertex.set_endpoint_labels(endpoint_id, merged)

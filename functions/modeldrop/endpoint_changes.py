@@ -15,6 +15,13 @@ from modeldrop.vertex import Deployment, Endpoint
 
 
 def undeploy(command: Undeploy, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:
+    # "Nothing to do" is success everywhere (as for delete-endpoint): the state asked for holds.
+    if ctx.vertex.endpoint(command.endpoint) is None:
+        return Result(
+            status=Status.SUCCEEDED,
+            message=f"endpoint {command.endpoint} does not exist: nothing to undeploy",
+            **base,
+        )
     endpoint = _existing(ctx, command.endpoint)
     targets = [d for d in endpoint.deployments if command.version in (None, d.version)]
     if not targets:

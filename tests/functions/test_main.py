@@ -139,10 +139,16 @@ def test_upload_command_and_sweep_over_http(vertex_url: str, logs_dir: Path) -> 
 def test_a_transient_error_is_answered_with_a_retryable_status(
     vertex_url: str, logs_dir: Path
 ) -> None:
-    """When Vertex is unreachable, the function fails the request (500) so the platform redelivers."""
+    """When Vertex is unreachable, the function answers 503 so the platform redelivers, logging one
+    WARNING line and no traceback (an expected retry is nothing for a person to look at)."""
     world = make_world("http://127.0.0.1:9")
     for name, data in sound_files().items():
         world.put("unreachable", "v1", name, data)
+    before = set(logs_dir.glob("on_upload-*.log"))
     with serving(world, "on_upload", logs_dir) as url:
-        assert post(url, storage_event(world, "models/unreachable/v1/config.json", 1)) == 500
+        assert post(url, storage_event(world, "models/unreachable/v1/config.json", 1)) == 503
     assert world.results(timeout_s=0.5) == []
+    (log,) = set(logs_dir.glob("on_upload-*.log")) - before
+    text = log.read_text()
+    assert "Traceback" not in text and '"ERROR"' not in text
+    assert text.count("upload event redelivered later") == 1

@@ -92,24 +92,35 @@ def _rate(count: int, seconds: float) -> str:
     return f"{human_bytes(count / seconds)}/s" if seconds > 0 else "-"
 
 
+CPU_ONLY = ("none", "cpu")
+
+
 def deploy(ctx: Context) -> int:
     a = ctx.args
-    accelerator = None if a.accelerator.lower() in ("none", "cpu") else a.accelerator
-    body: dict[str, Any] = {
-        "action": "deploy",
-        "model": a.model,
-        "version": a.version,
-        "endpoint": a.endpoint,
-        "machine_type": a.machine_type,
-        "accelerator": accelerator,
-        "accelerator_count": a.accelerator_count,
-        "min_replicas": a.min_replicas,
-        "max_replicas": a.max_replicas,
-        "idle_ttl": a.idle_ttl,
-        "keep_warm": a.keep_warm,
-        "traffic_percent": a.traffic,
-    }
+    # Only what the user set is sent: the command's own defaults apply to the rest, and a redeploy
+    # keeps the endpoint's TTL and keep-warm setting unless the user changes them.
+    body = _given(
+        action="deploy",
+        model=a.model,
+        version=a.version,
+        endpoint=a.endpoint,
+        machine_type=a.machine_type,
+        accelerator_count=a.accelerator_count,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+        idle_ttl=a.idle_ttl,
+        keep_warm=a.keep_warm,
+        traffic_percent=a.traffic,
+    )
+    if a.accelerator is not None:
+        # `none`/`cpu` is the command's JSON null (CPU only), not "unset" (the default GPU).
+        body["accelerator"] = None if a.accelerator.lower() in CPU_ONLY else a.accelerator
     return publish_and_follow(ctx, body, lambda: _check_registered(ctx, a.model, a.version))
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the user gave (argparse leaves the rest None)."""
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def _check_registered(ctx: Context, model: str, version: str | None) -> None:
@@ -131,19 +142,19 @@ def _check_registered(ctx: Context, model: str, version: str | None) -> None:
 
 
 def undeploy(ctx: Context) -> int:
-    body = {"action": "undeploy", "endpoint": ctx.args.endpoint, "version": ctx.args.version}
+    body = _given(action="undeploy", endpoint=ctx.args.endpoint, version=ctx.args.version)
     return publish_and_follow(ctx, body)
 
 
 def scale(ctx: Context) -> int:
     a = ctx.args
-    body = {
-        "action": "scale",
-        "endpoint": a.endpoint,
-        "version": a.version,
-        "min_replicas": a.min_replicas,
-        "max_replicas": a.max_replicas,
-    }
+    body = _given(
+        action="scale",
+        endpoint=a.endpoint,
+        version=a.version,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+    )
     return publish_and_follow(ctx, body)
 
 
@@ -160,7 +171,7 @@ def traffic(ctx: Context) -> int:
 
 
 def delete_endpoint(ctx: Context) -> int:
-    body = {"action": "delete-endpoint", "endpoint": ctx.args.endpoint, "force": ctx.args.force}
+    body = _given(action="delete-endpoint", endpoint=ctx.args.endpoint, force=ctx.args.force)
     return publish_and_follow(ctx, body)
 
 
@@ -169,7 +180,7 @@ def wake(ctx: Context) -> int:
 
 
 def register(ctx: Context) -> int:
-    body = {"action": "register", "model": ctx.args.model, "version": ctx.args.version}
+    body = _given(action="register", model=ctx.args.model, version=ctx.args.version)
     return publish_and_follow(ctx, body)
 
 
@@ -177,7 +188,7 @@ def publish_and_follow(
     ctx: Context, body: dict[str, Any], precheck: Callable[[], None] | None = None
 ) -> int:
     """Validate the command here (nothing is sent if it is bad), publish it, follow its results."""
-    command = {k: v for k, v in body.items() if v is not None}
+    command = dict(body)
     command["request_id"] = ctx.args.request_id or new_request_id(str(body["action"]))
     command["issued_at"] = datetime.now(UTC).isoformat()
     try:

@@ -92,18 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--machine-type", help="Vertex machine type (default: derived from the accelerator)"
     )
     p.add_argument(
-        "--accelerator", default="NVIDIA_L4", help="NVIDIA_L4, NVIDIA_H100_80GB, ... or 'none'"
+        "--accelerator",
+        help="NVIDIA_L4 (the default), NVIDIA_H100_80GB, ..., or 'none'/'cpu' for CPU only",
     )
-    p.add_argument("--accelerator-count", type=int, default=1)
-    p.add_argument("--min-replicas", type=int, default=1)
+    p.add_argument("--accelerator-count", type=int, help="accelerators per replica (default 1)")
+    p.add_argument("--min-replicas", type=int, help="default 1")
     p.add_argument("--max-replicas", type=int)
     p.add_argument(
         "--idle-ttl", help="undeploy after this long without traffic: 90s, 30m, 2h; 0 never"
     )
-    p.add_argument("--keep-warm", action="store_true", help="never undeploy for idleness")
     p.add_argument(
-        "--traffic", type=int, default=100, help="percent of the endpoint's traffic (default 100)"
+        "--keep-warm",
+        action=argparse.BooleanOptionalAction,
+        help="never undeploy for idleness (--no-keep-warm undoes it; unset keeps the endpoint's)",
     )
+    p.add_argument("--traffic", type=int, help="percent of the endpoint's traffic (default 100)")
     _waiting(p, 5400)
     p.set_defaults(handler=actions.deploy)
 
