@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from datetime import datetime
@@ -18,6 +19,7 @@ from modeldrop.reporting import finish
 from modeldrop.results import Result, Status
 from modeldrop.state import RequestRecord, RequestState
 
+log = logging.getLogger(__name__)
 REGISTER_WAIT_S = 60.0
 # Model upload is a long-running operation; polled with backoff, not in a tight loop.
 POLL_FIRST_S, POLL_MAX_S = 0.5, 5.0
@@ -117,6 +119,15 @@ def _already_registered(
             status=Status.REJECTED, message="version alias taken", reasons=[reason], **base
         )
     if found.get(UPLOAD_LABEL) != digest:
+        # The registered version's artifact URI is this folder: its deployments would now load
+        # other weights than were validated. A person should hear of it, beyond the result.
+        log.error(
+            "%s was overwritten after it was registered as %s@%s: the registered version no longer "
+            "matches its files",
+            folder.uri,
+            folder.model,
+            alias,
+        )
         reason = (
             f"{folder.uri} was registered with other files: its objects were overwritten after "
             "registration, so the registered version no longer matches the bucket; versions are "

@@ -55,6 +55,22 @@ def test_a_folder_validation_would_reject_is_refused_before_uploading(
     assert "no tokenizer" in err
 
 
+def test_a_garbage_safetensors_file_is_refused_before_uploading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI reads each shard's header as on_upload does: random bytes never leave the machine."""
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["GemmaForCausalLM"]}))
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes((64).to_bytes(8, "little") + bytes(range(64)))
+    code, _, err = run_cli(
+        "upload", str(folder), "--model", "m", "--local-dir", str(tmp_path), capsys=capsys
+    )
+    assert code == EXIT_USAGE
+    assert "model.safetensors is not safetensors" in err
+
+
 def test_a_model_name_that_is_not_label_safe_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -202,3 +218,30 @@ def test_upload_checks_crc32c_and_resumes_file_by_file(tmp_path: Path, gcs_host:
     changed = {**crcs, "tokenizer.json": "AAAAAA=="}
     with pytest.raises(PermanentError, match="versions are immutable"):
         plan(transfer, "m", "v1", files, changed)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], {}),
+        (["--accelerator", "none"], {"accelerator": None}),
+        (["--accelerator", "CPU"], {"accelerator": None}),
+        (["--accelerator", "NVIDIA_H100_80GB"], {"accelerator": "NVIDIA_H100_80GB"}),
+        (["--idle-ttl", "10m", "--keep-warm"], {"idle_ttl": "10m", "keep_warm": True}),
+        (["--no-keep-warm"], {"keep_warm": False}),
+        (["--traffic", "10", "--min-replicas", "2"], {"traffic_percent": 10, "min_replicas": 2}),
+    ],
+)
+def test_deploy_sends_only_what_the_user_set(flags: list[str], expected: dict[str, object]) -> None:
+    """Unset flags are left out (the command's defaults and the endpoint's labels apply); `none`
+    and `cpu` send a JSON null accelerator, which the command reads as CPU only."""
+    from modeldrop.cli.actions import deploy_body
+    from modeldrop.cli.app import build_parser
+    from modeldrop.commands import parse_command
+
+    args = build_parser().parse_args(["deploy", "gemma", *flags])
+    body = deploy_body(args)
+    assert body == {"action": "deploy", "model": "gemma", **expected}
+    command = parse_command({**body, "request_id": "cli-1"})
+    if "accelerator" in expected:
+        assert command.accelerator == expected["accelerator"]  # type: ignore[union-attr]

@@ -81,6 +81,28 @@ def test_a_deploy_starts_returns_and_the_sweep_reports_ready(vertex_url: str) ->
     assert len(terminal) == 1
 
 
+def test_a_redeploy_keeps_the_endpoints_ttl_unless_it_names_one(vertex_url: str) -> None:
+    """Redeploying without idle_ttl or keep_warm keeps the endpoint's; naming one changes it."""
+    world = make_world(vertex_url)
+    registered(world, "keep-ttl")
+    first = deploy("keep-ttl", idle_ttl="45m", keep_warm=True)
+    on_message(message(first), world.ctx, datetime.now(UTC))
+    assert sweep_until(world, first["request_id"]).status is Status.READY
+    again = deploy("keep-ttl")
+    on_message(message(again), world.ctx, datetime.now(UTC))
+    endpoint = world.ctx.vertex.endpoint("keep-ttl")
+    assert endpoint is not None
+    assert (endpoint.labels["modeldrop-idle-ttl"], endpoint.labels["modeldrop-keep-warm"]) == (
+        "45m",
+        "true",
+    )
+    sweep_until(world, again["request_id"])
+    changed = deploy("keep-ttl", idle_ttl="5m")
+    on_message(message(changed), world.ctx, datetime.now(UTC))
+    endpoint = world.ctx.vertex.endpoint("keep-ttl")
+    assert endpoint is not None and endpoint.labels["modeldrop-idle-ttl"] == "5m"
+
+
 def test_a_held_lease_makes_a_conflicting_command_retry(vertex_url: str) -> None:
     """While another request holds the endpoint, a command raises ConflictError (retried), then succeeds."""
     world = make_world(vertex_url)
@@ -130,7 +152,6 @@ def test_a_second_command_waits_for_the_first_operation_on_its_endpoint(vertex_u
             ),
             "has no version",
         ),
-        (make_command("undeploy", endpoint="no-such-endpoint"), "does not exist"),
         (make_command("scale", endpoint="no-such-endpoint"), "does not exist"),
         (make_command("traffic", endpoint="no-such-endpoint"), "does not exist"),
         (make_command("wake", endpoint="no-such-endpoint"), "nothing was torn down"),
@@ -146,6 +167,16 @@ def test_bad_commands_fail_once_with_a_reason(vertex_url: str, body: Any, needle
     assert on_message(message(body), world.ctx, datetime.now(UTC)) is None
     published = world.results(until=lambda rs: len(rs) >= 1, timeout_s=5)
     assert [r.status for r in published] == [result.status]
+
+
+def test_undeploying_from_a_missing_endpoint_has_nothing_to_do(vertex_url: str) -> None:
+    """As delete-endpoint of a missing endpoint, undeploy of one succeeds with "nothing to undeploy"."""
+    world = make_world(vertex_url)
+    result = on_message(
+        message(make_command("undeploy", endpoint="no-such-endpoint")), world.ctx, datetime.now(UTC)
+    )
+    assert result is not None and result.status is Status.SUCCEEDED
+    assert "nothing to undeploy" in result.message
 
 
 def test_a_bad_machine_combination_fails_before_any_vertex_call(vertex_url: str) -> None:

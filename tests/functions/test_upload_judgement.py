@@ -278,3 +278,20 @@ def test_an_adapter_missing_its_config_is_rejected_after_the_wait(vertex_url: st
     results, _ = judge_pending(world.ctx, datetime.now(UTC) + timedelta(minutes=2))
     assert [r.status for r in results] == [Status.REJECTED]
     assert "adapter_config.json is missing" in results[0].reasons
+
+
+def test_overwriting_a_registered_version_is_reported_loudly(
+    vertex_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A registered file replaced in the bucket: `rejected` saying so, and an ERROR line."""
+    world = make_world(vertex_url)
+    assert only(copy(world, "models/frozen/v1/", sound_files())).status is Status.REGISTERED
+    with caplog.at_level("ERROR"):
+        again = copy(
+            world, "models/frozen/v1/", {"model.safetensors": make_safetensors({"x": [3]})}
+        )
+    result = only(again)
+    assert (
+        result.status is Status.REJECTED and "overwritten after registration" in result.reasons[0]
+    )
+    assert any("no longer matches its files" in r.getMessage() for r in caplog.records)

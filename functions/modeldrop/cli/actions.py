@@ -97,6 +97,12 @@ CPU_ONLY = ("none", "cpu")
 
 def deploy(ctx: Context) -> int:
     a = ctx.args
+    body = deploy_body(a)
+    return publish_and_follow(ctx, body, lambda: _check_registered(ctx, a.model, a.version))
+
+
+def deploy_body(a: Any) -> dict[str, Any]:
+    """The deploy command for parsed arguments `a` (without request_id and issued_at)."""
     # Only what the user set is sent: the command's own defaults apply to the rest, and a redeploy
     # keeps the endpoint's TTL and keep-warm setting unless the user changes them.
     body = _given(
@@ -115,7 +121,7 @@ def deploy(ctx: Context) -> int:
     if a.accelerator is not None:
         # `none`/`cpu` is the command's JSON null (CPU only), not "unset" (the default GPU).
         body["accelerator"] = None if a.accelerator.lower() in CPU_ONLY else a.accelerator
-    return publish_and_follow(ctx, body, lambda: _check_registered(ctx, a.model, a.version))
+    return body
 
 
 def _given(**fields: Any) -> dict[str, Any]:

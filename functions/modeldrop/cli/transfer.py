@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from modeldrop.errors import PermanentError
+from modeldrop.errors import ConflictError, PermanentError
 from modeldrop.google_errors import translate
 from modeldrop.storage import GcsStorage, StoredObject
 
@@ -89,8 +89,12 @@ class Transfer:
         crc32c: str,
         on_bytes: OnBytes,
         metadata: dict[str, str] | None = None,
+        if_generation_match: int | None = None,
     ) -> None:
-        """Upload `path` as `name`; PermanentError if the bucket's crc32c differs from ours."""
+        """Upload `path` as `name` (replacing only generation `if_generation_match`, 0: none);
+        PermanentError if the bucket's crc32c differs from ours or someone else wrote it first."""
+        from google.api_core.exceptions import PreconditionFailed
+
         blob = self.storage.client.bucket(self.bucket).blob(
             name, chunk_size=CHUNK_BYTES if size > CHUNK_BYTES else None
         )
@@ -105,7 +109,13 @@ class Transfer:
                     checksum="crc32c",
                     content_type="application/octet-stream",
                     timeout=300,
+                    if_generation_match=if_generation_match,
                 )
+        except PreconditionFailed as error:
+            raise PermanentError(
+                f"{path.name}: gs://{self.bucket}/{name} was written by someone else during this "
+                "upload; versions are immutable, upload to a new --version"
+            ) from error
         except Exception as error:
             if "checksum" in str(error).lower():
                 raise PermanentError(
@@ -120,4 +130,11 @@ class Transfer:
             )
 
     def write_manifest(self, name: str, data: bytes) -> None:
-        self.storage.write(self.bucket, name, data)
+        # Written once: a finished upload's manifest is never replaced.
+        try:
+            self.storage.write(self.bucket, name, data, if_generation_match=0)
+        except ConflictError as error:
+            raise PermanentError(
+                f"gs://{self.bucket}/{name} already exists: this version was finished by another "
+                "upload; upload to a new --version"
+            ) from error

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -22,6 +22,7 @@ from modeldrop.layout import (
     VersionFolder,
 )
 from modeldrop.manifest import Manifest, ManifestFile
+from modeldrop.tensors import weights_problems
 from modeldrop.validation import Policy, validate_version
 
 
@@ -42,6 +43,9 @@ class UploadPlan:
     to_upload: list[LocalFile]
     skipped: list[str]
     complete: bool  # the manifest is already there: nothing to do
+    # The generation each upload may replace (0: the object must not exist yet), so two uploaders
+    # racing on one folder can't overwrite each other's files unseen.
+    generations: dict[str, int] = field(default_factory=dict)
 
     @property
     def manifest_name(self) -> str:
@@ -76,14 +80,20 @@ def check(model: str, version: str, files: list[LocalFile], policy: Policy) -> l
     def read(name: str) -> bytes | None:
         return by_name[name].path.read_bytes() if name in by_name else None
 
-    return validate_version(
-        model,
-        version,
-        {f.name: f.size for f in files},
-        read(CONFIG_NAME),
-        read(SHARD_INDEX_NAME),
-        policy,
-    )
+    sizes = {f.name: f.size for f in files}
+    index = read(SHARD_INDEX_NAME)
+    problems = validate_version(model, version, sizes, read(CONFIG_NAME), index, policy)
+    if problems:
+        return problems
+
+    def read_range(name: str, start: int, end: int) -> bytes:
+        with by_name[name].path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    # The same header checks on_upload makes: a bad shard is found before a byte is uploaded.
+    weight_map = json.loads(index).get("weight_map") if index else None
+    return weights_problems(sizes, weight_map, read_range)
 
 
 def content_version(files: list[LocalFile], crc32c: dict[str, str]) -> str:
@@ -142,6 +152,9 @@ def plan(
         files=files,
         crc32c=crc32c,
         to_upload=[f for f in files if f.name not in skipped],
+        generations={
+            f.name: existing[f.name].generation if f.name in existing else 0 for f in files
+        },
         skipped=skipped,
         complete=MANIFEST_NAME in existing and not changed,
     )
@@ -171,6 +184,7 @@ def run_uploads(
             upload_plan.crc32c[file.name],
             bar.advance,
             metadata,
+            if_generation_match=upload_plan.generations.get(file.name, 0),
         )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
