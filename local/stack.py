@@ -46,10 +46,10 @@ FUNCTION_CONCURRENCY = {"on_upload": 8, "on_command": 8, "sweep": 1}
 # Stop order: what feeds work in first, then the functions, then Vertex (which stops its
 # deployments), the storage and Pub/Sub emulators last.
 STOP_STAGES: tuple[tuple[str, ...], ...] = (
-    ("scheduler", "bridge"),
+    ("scheduler", "relay", "bridge"),
     FUNCTIONS,
     ("vertex",),
-    ("gcs", "pubsub"),
+    ("gcs-front", "gcs", "pubsub"),
 )
 Progress = Callable[[str], None]
 
@@ -74,6 +74,8 @@ def stack_env(config: StackConfig) -> dict[str, str]:
     return {
         "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{ports.pubsub}",
         "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{ports.gcs}",
+        # `gcloud storage` against the local bucket: through the front that answers storageLayout.
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"http://127.0.0.1:{ports.gcs_front}/",
         "GOOGLE_CLOUD_PROJECT": config.project,
         "MODELDROP_PROJECT": config.project,
         "MODELDROP_REGION": config.region,
@@ -87,6 +89,8 @@ def stack_env(config: StackConfig) -> dict[str, str]:
         "MODELDROP_MONITORING_API_ENDPOINT": vertex,
         "MODELDROP_DEFAULT_IDLE_TTL": config.default_idle_ttl,
         "MODELDROP_DEPLOY_GRACE": config.deploy_grace,
+        # The emulator's Monitoring delay as it plays it (none in its default preset).
+        "MODELDROP_METRICS_DELAY": os.environ.get("MODELDROP_METRICS_DELAY", "0"),
         "MODELDROP_DEAD_LETTER_SUBSCRIPTION": DEAD_LETTER_ANSWERS,
     }
 
@@ -128,16 +132,32 @@ def up(config: StackConfig, progress: Progress = lambda line: None) -> StackStat
                 data_dir=None if config.memory_gcs else config.data_dir / "gcs",
             )
             urls["gcs"] = f"http://127.0.0.1:{ports.gcs}/storage/v1/b"
+            front = [sys.executable, "-m", "local.gcs_front", "--port", str(ports.gcs_front)]
+            front += ["--upstream", f"http://127.0.0.1:{ports.gcs}"]
+            children["gcs-front"] = start(
+                "gcs-front", front, config.logs_dir / "gcs-front.log", env=child_env, cwd=REPO_ROOT
+            )
+            urls["gcs-front"] = f"http://127.0.0.1:{ports.gcs_front}/storage/v1/b"
             for bucket in (WEIGHTS_BUCKET, STATE_BUCKET):
                 _create_bucket(env["STORAGE_EMULATOR_HOST"], config.project, bucket)
             progress(
                 f"gcs         ready on 127.0.0.1:{ports.gcs} ({time.monotonic() - began:.1f}s)"
             )
-            for name in ("vertex", *FUNCTIONS, "bridge"):
+            for name in ("vertex", *FUNCTIONS, "bridge", "gcs-front"):
                 _wait_ready(name, children[name], urls[name], timeout_s=120)
                 progress(f"{name:<11} ready at {urls[name]} ({time.monotonic() - began:.1f}s)")
+            routes = []
             for push in _pushes(config):
                 admin.create_push(push)
+                routes += ["--route", push.route(admin)]
+            children["relay"] = start(
+                "relay",
+                [sys.executable, "-m", "local.relay", *routes],
+                config.logs_dir / "relay.log",
+                env=child_env,
+                cwd=REPO_ROOT,
+            )
+            progress("relay       push delivery with Pub/Sub's retry and dead-letter policies")
             children["scheduler"] = start(
                 "scheduler",
                 [

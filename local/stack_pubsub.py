@@ -20,13 +20,26 @@ MAX_DELIVERY_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class Push:
-    """A push subscription: messages on `topic` are POSTed to `endpoint`."""
+    """A push subscription: messages on `topic` are POSTed to `endpoint`.
+
+    Locally it is a pull subscription that local.relay delivers from, with Pub/Sub's documented
+    retry policy and dead-letter policy (the emulator's own push retries are not Pub/Sub's)."""
 
     name: str
     topic: str
     endpoint: str
     # A push waits this long for the function's answer before Pub/Sub counts it as failed.
     ack_deadline_s: int = 300
+    min_backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+
+    def route(self, admin: PubSubAdmin) -> str:
+        """This push as a `python -m local.relay --route` value."""
+        return (
+            f"{admin.subscription_path(self.name)}={self.endpoint}"
+            f",dead_letter={admin.topic_path(DEAD_LETTER_TOPIC)},attempts={MAX_DELIVERY_ATTEMPTS}"
+            f",min={self.min_backoff_s:g},max={self.max_backoff_s:g},deadline={self.ack_deadline_s}"
+        )
 
 
 class PubSubAdmin:
@@ -66,20 +79,12 @@ class PubSubAdmin:
         self._create({"name": self.subscription_path(name), "topic": self.topic_path(topic)})
 
     def create_push(self, push: Push) -> None:
+        """The pull subscription local.relay delivers `push` from (the relay holds the deadline)."""
         self._create(
             {
                 "name": self.subscription_path(push.name),
                 "topic": self.topic_path(push.topic),
-                "push_config": {"push_endpoint": push.endpoint},
-                "ack_deadline_seconds": push.ack_deadline_s,
-                "dead_letter_policy": {
-                    "dead_letter_topic": self.topic_path(DEAD_LETTER_TOPIC),
-                    "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                },
-                "retry_policy": {
-                    "minimum_backoff": {"seconds": 1},
-                    "maximum_backoff": {"seconds": 30},
-                },
+                "ack_deadline_seconds": 600,
             }
         )
 
@@ -89,11 +94,10 @@ class PubSubAdmin:
         try:
             self._subscriber.create_subscription(request=request)
         except AlreadyExists:
-            # A restarted stack: the emulator may have kept it, and ports may have changed.
-            if "push_config" in request:
-                self._subscriber.modify_push_config(
-                    subscription=request["name"], push_config=request["push_config"]
-                )
+            # A restarted stack: the emulator may have kept it (an old push config included).
+            self._subscriber.modify_push_config(
+                subscription=request["name"], push_config=request.get("push_config", {})
+            )
 
     def close(self) -> None:
         self._publisher.transport.close()

@@ -43,6 +43,7 @@ class Ports:
     on_command: int = 8092
     sweep: int = 8093
     bridge: int = 8094
+    gcs_front: int = 8095  # fake-gcs-server with the JSON API calls gcloud needs (local.gcs_front)
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]

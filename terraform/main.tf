@@ -46,6 +46,7 @@ locals {
     MODELDROP_DEPLOY_GRACE             = var.settings.deploy_grace
     MODELDROP_MAX_EVENT_AGE            = var.settings.max_event_age
     MODELDROP_UPLOAD_WAIT              = var.settings.upload_wait
+    MODELDROP_METRICS_DELAY            = var.settings.metrics_delay
     MODELDROP_ALLOW_PICKLE             = tostring(var.settings.allow_pickle)
     MODELDROP_ALLOW_REMOTE_CODE        = tostring(var.settings.allow_remote_code)
     MODELDROP_DELETE_EMPTY_ENDPOINTS   = tostring(var.settings.delete_empty_endpoints)

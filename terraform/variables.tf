@@ -74,12 +74,13 @@ variable "storage" {
 }
 
 variable "settings" {
-  description = "What the functions read beyond names (MODELDROP_* in functions/modeldrop/config.py): the default idle TTL, the grace period after a deploy, the oldest event still acted on, how long an incomplete upload may sit idle before it is rejected, and the safety switches. Durations read like 90s, 30m, 2h, 1d."
+  description = "What the functions read beyond names (MODELDROP_* in functions/modeldrop/config.py): the default idle TTL, the grace period after a deploy, the oldest event still acted on, how long an incomplete upload may sit idle before it is rejected, how late Monitoring's metrics arrive (that window is never read as idle), and the safety switches. Durations read like 90s, 30m, 2h, 1d."
   type = object({
     default_idle_ttl       = optional(string, "30m")
     deploy_grace           = optional(string, "15m")
     max_event_age          = optional(string, "24h")
     upload_wait            = optional(string, "15m")
+    metrics_delay          = optional(string, "5m")
     allow_pickle           = optional(bool, false)
     allow_remote_code      = optional(bool, false)
     delete_empty_endpoints = optional(bool, false)
@@ -88,10 +89,10 @@ variable "settings" {
 
   validation {
     condition = alltrue([
-      for duration in [var.settings.default_idle_ttl, var.settings.deploy_grace, var.settings.max_event_age, var.settings.upload_wait] :
+      for duration in [var.settings.default_idle_ttl, var.settings.deploy_grace, var.settings.max_event_age, var.settings.upload_wait, var.settings.metrics_delay] :
       can(regex("^[0-9]+[smhd]?$", duration))
     ])
-    error_message = "default_idle_ttl, deploy_grace, max_event_age and upload_wait must be a number of seconds or a duration like 90s, 30m, 2h, 1d."
+    error_message = "default_idle_ttl, deploy_grace, max_event_age, upload_wait and metrics_delay must be a number of seconds or a duration like 90s, 30m, 2h, 1d."
   }
 }
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,6 +23,7 @@ from pydantic import (
 from modeldrop import jsonlimits
 from modeldrop.durations import parse_duration
 from modeldrop.errors import PermanentError
+from modeldrop.naming import RESERVED_VERSIONS
 
 LABEL_SAFE_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # A model name is a folder, a label value and a Vertex model id, which can't start with a digit.
@@ -32,6 +34,7 @@ ENDPOINT_ID_PATTERN = r"^([a-z]([a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8})$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 _REQUEST_ID = re.compile(REQUEST_ID_PATTERN.removeprefix("^").removesuffix("$"))
 MAX_COMMAND_BYTES = 64 * 1024
+PEEK_MAX_BYTES = 10 * 1024 * 1024  # Pub/Sub's maximum message size
 
 RequestId = Annotated[
     str,
@@ -47,11 +50,23 @@ ModelName = Annotated[
         description="Model name, as in models/<model>/ (starts with a letter).",
     ),
 ]
+
+
+def _not_reserved(version: str) -> str:
+    if version in RESERVED_VERSIONS:
+        raise ValueError(
+            f"{version!r} is reserved (Vertex's aliases and the adapters folder) and can't be a "
+            "version folder; leave `version` out for the latest"
+        )
+    return version
+
+
 VersionName = Annotated[
     str,
     Field(
         pattern=LABEL_SAFE_PATTERN, description="Version folder, as in models/<model>/<version>/."
     ),
+    AfterValidator(_not_reserved),
 ]
 EndpointName = Annotated[
     str,
@@ -254,7 +269,9 @@ class Peek:
 def peek(data: bytes) -> Peek:
     """The request id and action of any message body, however broken; never raises."""
     try:
-        body = jsonlimits.loads(data, max_bytes=MAX_COMMAND_BYTES, what="the command")
+        # Up to Pub/Sub's own message limit: a command too large to carry out still gets its
+        # `failed` result under the request id its sender follows.
+        body = jsonlimits.loads(data, max_bytes=PEEK_MAX_BYTES, what="the command")
     except ValueError:
         body = None
     if not isinstance(body, dict):

@@ -32,6 +32,9 @@ class Settings:
     max_event_age_s: int = 24 * 3600
     # How long an incomplete upload may sit without a new file before it is rejected as abandoned.
     upload_wait_s: int = 15 * 60
+    # How late Cloud Monitoring's prediction_count arrives (sampled every 60 s, then ingested within
+    # minutes): the latest window counts as unknown, never as idle.
+    metrics_delay_s: int = 5 * 60
     allow_pickle: bool = False
     allow_remote_code: bool = False
     delete_empty_endpoints: bool = False
@@ -58,6 +61,7 @@ class Settings:
                 deploy_grace_s=_duration(env, "deploy_grace", cls.deploy_grace_s),
                 max_event_age_s=_duration(env, "max_event_age", cls.max_event_age_s),
                 upload_wait_s=_duration(env, "upload_wait", cls.upload_wait_s),
+                metrics_delay_s=_duration(env, "metrics_delay", cls.metrics_delay_s),
                 allow_pickle=_flag(env, "allow_pickle"),
                 allow_remote_code=_flag(env, "allow_remote_code"),
                 delete_empty_endpoints=_flag(env, "delete_empty_endpoints"),
@@ -84,6 +88,7 @@ OPTIONAL = (
     "deploy_grace",
     "max_event_age",
     "upload_wait",
+    "metrics_delay",
     "allow_pickle",
     "allow_remote_code",
     "delete_empty_endpoints",

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from modeldrop import labels
+from modeldrop.activity import Seen
 from modeldrop.results import Status
 from modeldrop.state import OperationRecord
 from modeldrop.vertex import Deployment, Endpoint, Operation
@@ -155,8 +156,16 @@ def idle(
     default_ttl_s: int,
     grace_s: int,
     busy: bool,
+    activity: Mapping[tuple[str, str], Seen] | None = None,
+    metrics_delay_s: int = 0,
 ) -> list[Idleness]:
-    """For each deployment on `endpoint`: TEAR_DOWN when it served nothing for its TTL, else KEEP and why."""
+    """For each deployment on `endpoint`: TEAR_DOWN when it served nothing for its TTL, else KEEP and why.
+
+    Idle is never inferred from missing data: Monitoring's latest `metrics_delay_s` are not ingested
+    yet, so a deployment without the container's own activity record must be silent for its TTL
+    plus that delay; one with a record is judged by the record (every route) and Monitoring together.
+    """
+    activity = activity or {}
     ttl = labels.idle_ttl_seconds(endpoint.labels, default_ttl_s)
     decisions = []
     for deployment in endpoint.deployments:
@@ -174,13 +183,28 @@ def idle(
             decisions.append(keep("an operation on the endpoint is in flight"))
         elif deployment.create_time is None:
             decisions.append(keep("Vertex reports no deploy time"))
-        elif (now - deployment.create_time).total_seconds() < max(ttl, grace_s):
+        elif (seen := activity.get((endpoint.id, deployment.id))) is not None and seen.busy():
+            decisions.append(keep(f"{seen.in_flight} request(s) in flight"))
+        elif (now - deployment.create_time).total_seconds() < max(
+            ttl + (0 if seen else metrics_delay_s), grace_s
+        ):
             decisions.append(keep("deployed less than its TTL (or the grace period) ago"))
         else:
             last = last_predictions.get((endpoint.id, deployment.id))
+            if seen is not None and seen.last_request_at is not None:
+                last = max(last or seen.last_request_at, seen.last_request_at)
             if last is not None and (now - last).total_seconds() < ttl:
                 decisions.append(
                     keep(f"served predictions {int((now - last).total_seconds())} s ago")
+                )
+                continue
+            quiet_s = (now - (last or deployment.create_time)).total_seconds()
+            if seen is None and quiet_s < ttl + metrics_delay_s:
+                decisions.append(
+                    keep(
+                        f"Monitoring's last {metrics_delay_s} s are not ingested yet and the "
+                        "deployment writes no activity records: idleness not yet known"
+                    )
                 )
                 continue
             since = max(last or deployment.create_time, deployment.create_time)

@@ -24,10 +24,13 @@ PREDICT_ROUTE = "/predict"
 HEALTH_ROUTE = "/health"
 # Weights stream from GCS and the engine compiles: a large model can take most of an hour.
 DEPLOYMENT_TIMEOUT_S = 2 * 3600
-# Startup: probe every 30 s, allow 120 failures (an hour) before Vertex gives up on the replica.
-STARTUP_PROBE = {"period_seconds": 30, "timeout_seconds": 10, "failure_threshold": 120}
-# Once up: a replica that misses 3 probes a minute apart is restarted.
-HEALTH_PROBE = {"period_seconds": 60, "timeout_seconds": 10, "failure_threshold": 3}
+# Vertex's v1 `Probe` message (google/cloud/aiplatform/v1/model.proto): period_seconds "Must be less
+# than timeout_seconds", timeout_seconds "Must be greater or equal to period_seconds". Odd as it
+# reads, both hold here with period < timeout (docs/vertex-fidelity.md, probes row).
+# Startup: probe every 15 s, allow 240 failures (an hour) before Vertex gives up on the replica.
+STARTUP_PROBE = {"period_seconds": 15, "timeout_seconds": 20, "failure_threshold": 240}
+# Once up: a replica that fails 4 probes 15 s apart (a minute) is restarted.
+HEALTH_PROBE = {"period_seconds": 15, "timeout_seconds": 20, "failure_threshold": 4}
 SHARED_MEMORY_MB = 16 * 1024  # vLLM's workers share tensors through /dev/shm
 
 

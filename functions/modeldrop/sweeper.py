@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from modeldrop import labels, reconcile, traffic
+from modeldrop import activity, labels, reconcile, traffic
 from modeldrop.context import Context
 from modeldrop.errors import ConflictError, ModeldropError, TransientError
 from modeldrop.executor import gave_up
@@ -170,10 +170,12 @@ def _idle(
         return {}
     window = (
         timedelta(seconds=reconcile.longest_ttl(serving, ctx.settings.default_idle_ttl_s))
+        + timedelta(seconds=ctx.settings.metrics_delay_s)
         + MONITORING_SLACK
     )
     last = ctx.monitoring.last_predictions(now - window, now)
     summary.monitoring_queries += 1
+    seen = activity.read(ctx.storage, ctx.settings.state_bucket, now)
     candidates: dict[str, list[Idleness]] = {}
     for endpoint in serving:
         for decision in reconcile.idle(
@@ -183,6 +185,8 @@ def _idle(
             ctx.settings.default_idle_ttl_s,
             ctx.settings.deploy_grace_s,
             endpoint.id in busy,
+            seen,
+            ctx.settings.metrics_delay_s,
         ):
             if decision.action is Action.TEAR_DOWN:
                 candidates.setdefault(endpoint.id, []).append(decision)
@@ -197,7 +201,10 @@ def _tear_down(
     if endpoint is None:
         return []
     ttl = max(d.ttl_s for d in decisions)
-    last = ctx.monitoring.last_predictions(now - timedelta(seconds=ttl) - MONITORING_SLACK, now)
+    delay = timedelta(seconds=ctx.settings.metrics_delay_s)
+    last = ctx.monitoring.last_predictions(
+        now - timedelta(seconds=ttl) - delay - MONITORING_SLACK, now
+    )
     summary.monitoring_queries += 1
     fresh = reconcile.idle(
         endpoint,
@@ -206,6 +213,8 @@ def _tear_down(
         ctx.settings.default_idle_ttl_s,
         ctx.settings.deploy_grace_s,
         busy=False,
+        activity=activity.read(ctx.storage, ctx.settings.state_bucket, now),
+        metrics_delay_s=ctx.settings.metrics_delay_s,
     )
     wanted = {d.deployment.id for d in decisions}
     idle = [d for d in fresh if d.action is Action.TEAR_DOWN and d.deployment.id in wanted]

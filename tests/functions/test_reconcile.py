@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldrop import labels
+from modeldrop.activity import Seen
 from modeldrop.reconcile import INTENT_TIMEOUT, Action, follow, idle, longest_ttl
 from modeldrop.results import Status
 from modeldrop.state import OperationRecord
@@ -163,3 +164,29 @@ def test_an_unrecorded_operation_is_judged_by_its_effect() -> None:
     old = make_record(operation=None, started_at=NOW - INTENT_TIMEOUT - timedelta(seconds=1))
     [report] = follow([old], {}, {"e": empty}, NOW)
     assert report.status is Status.FAILED and "send the command again" in report.reasons[0]
+
+
+def test_monitorings_unknown_window_is_never_read_as_idle() -> None:
+    """Without activity records, a deployment must be silent for its TTL plus Monitoring's delay:
+    traffic resuming inside the not-yet-ingested minutes keeps it."""
+    endpoint = make_endpoint(ttl_s=1800)
+    last = {("e", "111"): NOW - timedelta(seconds=1800 + 60)}  # quiet 31 min by Monitoring
+    [kept] = idle(endpoint, last, NOW, 1800, 0, False, {}, metrics_delay_s=300)
+    assert kept.action is Action.KEEP and "not ingested yet" in kept.why
+    [torn] = idle(endpoint, last, NOW, 1800, 0, False, {}, metrics_delay_s=0)
+    assert torn.action is Action.TEAR_DOWN
+
+
+def test_the_containers_activity_record_sees_routes_monitoring_does_not() -> None:
+    """A chat-only deployment Monitoring never counts is kept by its activity record, and one with
+    a request in flight (a long stream) is kept whatever the times say."""
+    endpoint = make_endpoint(ttl_s=600)
+    recent = {("e", "111"): Seen(NOW - timedelta(seconds=30), 0)}
+    [kept] = idle(endpoint, {}, NOW, 600, 0, False, recent, metrics_delay_s=300)
+    assert kept.action is Action.KEEP and "30 s ago" in kept.why
+    streaming = {("e", "111"): Seen(NOW - timedelta(hours=1), 1)}
+    [busy] = idle(endpoint, {}, NOW, 600, 0, False, streaming, metrics_delay_s=300)
+    assert busy.action is Action.KEEP and "in flight" in busy.why
+    quiet = {("e", "111"): Seen(NOW - timedelta(seconds=700), 0)}
+    [torn] = idle(endpoint, {}, NOW, 600, 0, False, quiet, metrics_delay_s=300)
+    assert torn.action is Action.TEAR_DOWN  # the record is current: no delay to wait out

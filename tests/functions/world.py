@@ -111,6 +111,8 @@ def make_world(vertex_url: str, **overrides: str) -> World:
         "vertex_api_endpoint": vertex_url,
         "monitoring_api_endpoint": vertex_url,
         "deploy_grace": "0",
+        # The (legacy-preset) emulator counts a prediction the instant it is served.
+        "metrics_delay": "0",
     }
     env = make_env(**{**defaults, **names, **overrides})
     settings = Settings.from_env(env)
@@ -141,6 +143,7 @@ def _env_fields(settings: Settings) -> dict[str, Any]:
         "deploy_grace_s": "deploy_grace",
         "max_event_age_s": "max_event_age",
         "upload_wait_s": "upload_wait",
+        "metrics_delay_s": "metrics_delay",
     }
     return {
         renamed.get(k, k): (str(v).lower() if isinstance(v, bool) else v) for k, v in fields.items()

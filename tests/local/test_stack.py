@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -194,6 +197,8 @@ def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: 
             "on_command",
             "sweep",
             "bridge",
+            "relay",
+            "gcs-front",
             "scheduler",
         }
         assert all(p.answers for p in parts), [(p.name, p.log) for p in parts if not p.answers]
@@ -207,6 +212,59 @@ def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: 
     assert not any(part_alive(p) for p in state.parts.values())
     assert read_state(config.data_dir) is None
     with pytest.raises(StackError, match="no local stack"):
+        down(config.data_dir)
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="the Google Cloud CLI is not installed")
+def test_gcloud_storage_cp_into_the_local_bucket_registers_the_folder(tmp_path: Path) -> None:
+    """`gcloud storage cp -r`, with the variables `local up` prints, copies a folder into the
+    weights bucket (through the front that answers storageLayout) and on_upload registers it."""
+    import subprocess
+
+    from functions.world import sound_files
+
+    from modeldrop.vertex import GapicVertex
+
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    for name, data in sound_files().items():
+        (folder / name).write_bytes(data)
+    config = StackConfig(
+        data_dir=tmp_path / "stack", ports=Ports().with_free_ports(), tick_s=5.0, memory_gcs=True
+    )
+    state = up(config)
+    try:
+        env = {
+            **os.environ,
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": state.env[
+                "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE"
+            ],
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_CORE_PROJECT": state.project,
+            "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"),
+        }
+        copied = subprocess.run(
+            [
+                "gcloud",
+                "storage",
+                "cp",
+                "-r",
+                str(folder),
+                "gs://modeldrop-weights/models/by-gcloud/",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert copied.returncode == 0, copied.stderr[-2000:]
+        vertex = GapicVertex(state.project, state.region, state.vertex_endpoint)
+        deadline = time.monotonic() + 60
+        while vertex.model_version("by-gcloud", "v1") is None:
+            assert time.monotonic() < deadline, "the copied folder was not registered in 60 s"
+            time.sleep(0.5)
+    finally:
         down(config.data_dir)
 
 

@@ -25,7 +25,8 @@ def plane(tmp_path_factory: pytest.TempPathFactory, gcs_host: str) -> Iterator[P
 
     tmp = tmp_path_factory.mktemp("plane")
     vertex = launch(tmp, "--image-map", CRASH_MAP.format(python=sys.executable))
-    world = make_world(vertex.url)
+    # A short upload wait: the hostile corpus proves abandoned uploads end within the test.
+    world = make_world(vertex.url, upload_wait="15s")
     running = None
     try:
         running = start_plane(world, vertex, tmp / "logs")

@@ -117,12 +117,60 @@ COMMANDS: list[tuple[str, Body, str]] = [
     # Unknown models, versions and endpoints
     ("model-unknown", _cmd(model="never-uploaded"), "has no version"),
     ("version-unknown", _cmd(version="v404"), "has no version"),
-    ("undeploy-unknown-endpoint", _cmd("undeploy"), "does not exist"),
+    ("undeploy-unknown-endpoint", _cmd("undeploy"), "nothing to undeploy"),
     ("scale-unknown-endpoint", _cmd("scale"), "does not exist"),
     ("traffic-unknown-endpoint", _cmd("traffic"), "does not exist"),
     ("wake-nothing", _cmd("wake"), "nothing was torn down"),
     ("register-missing-folder", _cmd("register"), "missing"),
+    # Deeply nested JSON (Python's own parser dies with RecursionError on these)
+    ("deep-array", b"[" * 5000 + b"]" * 5000, "invalid command"),
+    ("deep-object", b'{"a":' * 5000 + b"1" + b"}" * 5000, "invalid command"),
+    (
+        "deep-in-split",
+        b'{"action": "traffic", "endpoint": "x", "request_id": "hostile-deep-split", "split": '
+        + b"[" * 3000
+        + b"]" * 3000
+        + b"}",
+        "invalid",
+    ),
+    ("deep-65-levels", _cmd(colour=json.loads("[" * 65 + "]" * 65)), "invalid"),
+    # Strict types: nothing is coerced
+    ("replicas-numeric-string", _cmd(min_replicas="2"), "min_replicas"),
+    ("replicas-float-whole", _cmd(min_replicas=1.0), "min_replicas"),
+    ("replicas-bool", _cmd(min_replicas=True), "min_replicas"),
+    ("keep-warm-yes", _cmd(keep_warm="yes"), "keep_warm"),
+    ("keep-warm-one", _cmd(keep_warm=1), "keep_warm"),
+    ("force-string", _cmd("delete-endpoint", force="true"), "force"),
+    ("count-string", _cmd(accelerator_count="1"), "accelerator_count"),
+    ("traffic-percent-string", _cmd(traffic_percent="50"), "traffic_percent"),
+    ("split-percent-string", _cmd("traffic", split={"v1": "100"}), "split"),
+    ("replicas-1e400", b'{"action": "deploy", "model": "known", "min_replicas": 1e400}', "invalid"),
+    # Request ids that break the documented pattern: answered under a stable replacement
+    ("request-id-newline", {**_cmd(), "request_id": "req-1\n"}, "request_id"),
+    ("request-id-space", {**_cmd(), "request_id": " req-1"}, "request_id"),
+    ("request-id-129", {**_cmd(), "request_id": "r" * 129}, "request_id"),
+    ("request-id-empty", {**_cmd(), "request_id": ""}, "request_id"),
+    ("request-id-null", {**_cmd(), "request_id": None}, "request_id"),
+    # Endpoint ids Vertex refuses (CreateEndpointRequest.endpoint_id)
+    ("endpoint-digit-then-letters", _cmd(endpoint="7b-chat"), "endpoint"),
+    ("endpoint-leading-zero", _cmd(endpoint="0123"), "endpoint"),
+    ("endpoint-ten-digits", _cmd(endpoint="1234567890"), "endpoint"),
+    ("endpoint-trailing-dash", _cmd(endpoint="chat-"), "endpoint"),
+    ("endpoint-64", _cmd(endpoint="e" * 64), "endpoint"),
+    ("model-leading-digit", _cmd(model="7b"), "model"),
+    ("version-latest-folder", _cmd("register", version="latest"), "version"),
+    ("version-upper", _cmd(version="V1"), "version"),
+    # Odd but valid JSON around a bad command
+    ("bom-prefixed", b'\xef\xbb\xbf{"action": "deploy", "model": "known"}', "invalid command"),
+    (
+        "duplicate-split-keys",
+        b'{"action": "traffic", "endpoint": "x", "request_id": "hostile-dup-keys", "split": {"v1": 50, "v1": 50}}',
+        "split",
+    ),
 ]
+
+# Rows whose right answer is not a failure: "nothing to do" is success.
+EXPECTED_STATUS: dict[str, str] = {"undeploy-unknown-endpoint": "succeeded"}
 
 
 def _manifest_files(files: dict[str, bytes]) -> list[dict[str, Any]]:
@@ -243,16 +291,122 @@ UPLOADS: list[tuple[str, dict[str, bytes], str]] = [
     ),
 ]
 
-# Object names outside the layout: a manifest there gets a rejected result, anything else is ignored.
+
+def _header(
+    header: bytes | dict[str, Any], buffer: bytes = b"", length: int | None = None
+) -> bytes:
+    """A safetensors file with `header` (bytes as they are, or a dict as JSON) and `buffer`."""
+    import struct
+
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if length is None else length) + raw + buffer
+
+
+def _tensor(
+    dtype: str = "F32", shape: list[int] | None = None, offsets: list[int] | None = None
+) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": shape or [1], "data_offsets": offsets or [0, 4]}
+
+
+# Malformed safetensors files as the whole weights of an otherwise sound folder: (name, file, needle).
+BAD_SAFETENSORS: list[tuple[str, bytes, str]] = [
+    ("st-random-bytes", _header(bytes(range(64))), "not safetensors"),
+    ("st-not-json", _header(b"{weights: yes}"), "not valid json"),
+    ("st-json-array", _header(b"[1, 2]"), "not a json object"),
+    ("st-deep-json", _header(b'{"a":' * 300 + b"1" + b"}" * 300), "safetensors"),
+    ("st-length-past-end", _header(b"{}", length=1 << 20), "truncated"),
+    ("st-length-absurd", _header(b"{}", length=1 << 62), "allows"),
+    ("st-seven-bytes", b"\x01\x00\x00\x00\x00\x00\x00", "too short"),
+    ("st-no-tensors", _header({"__metadata__": {"format": "pt"}}), "holds no tensors"),
+    (
+        "st-metadata-int",
+        _header({"__metadata__": {"n": 1}, "w": _tensor()}, bytes(4)),
+        "__metadata__",
+    ),
+    ("st-dtype-unknown", _header({"w": _tensor("F128")}, bytes(4)), "unknown dtype"),
+    ("st-shape-negative", _header({"w": _tensor(shape=[-4])}, bytes(4)), "non-negative"),
+    (
+        "st-shape-string",
+        _header({"w": {"dtype": "F32", "shape": "4", "data_offsets": [0, 4]}}, bytes(4)),
+        "shape",
+    ),
+    ("st-size-mismatch", _header({"w": _tensor(shape=[3])}, bytes(4)), "offsets span"),
+    ("st-offsets-reversed", _header({"w": _tensor(offsets=[4, 0])}, bytes(4)), "offsets span"),
+    (
+        "st-offsets-past-end",
+        _header({"w": _tensor(shape=[64], offsets=[0, 256])}, bytes(8)),
+        "past the end",
+    ),
+    ("st-gap", _header({"w": _tensor(offsets=[4, 8])}, bytes(8)), "gap"),
+    (
+        "st-overlap",
+        _header({"a": _tensor(shape=[2], offsets=[0, 8]), "b": _tensor(offsets=[4, 8])}, bytes(8)),
+        "overlaps",
+    ),
+    ("st-trailing-bytes", _header({"w": _tensor()}, bytes(64)), "follow the header"),
+    ("st-extra-key", _header({"w": {**_tensor(), "note": "x"}}, bytes(4)), "exactly"),
+    ("st-missing-offsets", _header({"w": {"dtype": "F32", "shape": [1]}}, bytes(4)), "exactly"),
+    ("st-pickle-magic", b"\x80\x04\x95" + bytes(64), "safetensors"),
+    ("st-zip-magic", b"PK\x03\x04" + bytes(64), "safetensors"),
+]
+UPLOADS += [
+    (name, sound(model__safetensors=data), needle) for name, data, needle in BAD_SAFETENSORS
+]
+UPLOADS += [
+    (
+        "index-tensor-not-in-shard",
+        sound(
+            model__safetensors=None,
+            model__safetensors__index__json=json.dumps(
+                {
+                    "weight_map": {
+                        "lm_head.weight": "model-00001-of-00001.safetensors",
+                        "ghost": "model-00001-of-00001.safetensors",
+                    }
+                }
+            ).encode(),
+            **{"model_dash_00001_dash_of_dash_00001__safetensors": SAFETENSORS},
+        ),
+        "does not hold it",
+    ),
+    ("bad-shard-of-two", sound(model__safetensors=_header(b"[]")), "not a json object"),
+    ("config-deep", sound(config__json=b'{"a":' * 300 + b"1" + b"}" * 300), "config.json"),
+    (
+        "index-deep",
+        sound(model__safetensors=None, model__safetensors__index__json=b"[" * 4000 + b"]" * 4000),
+        "model.safetensors.index.json",
+    ),
+    (
+        "manifest-deep",
+        {**sound(), "modeldrop-manifest.json": b'{"files":' * 300 + b"1" + b"}" * 300},
+        "manifest",
+    ),
+]
+
+# Object names under models/ that are not a version folder (or a name Vertex refuses) get one
+# rejected result per folder; objects outside models/ are not modeldrop's and are ignored.
 BAD_PATHS: list[tuple[str, str]] = [
     ("models/../evil/v1/modeldrop-manifest.json", "rejected"),
     ("models/Bad Name/v1/modeldrop-manifest.json", "rejected"),
     ("models/模型/v1/modeldrop-manifest.json", "rejected"),
     ("models/ok/v1/nested/modeldrop-manifest.json", "rejected"),
     ("models/ok/..%2f..%2fetc/modeldrop-manifest.json", "rejected"),
-    ("models/../../etc/passwd", "ignored"),
-    ("models/ok/v1/../../../state/leases/x.json", "ignored"),
+    ("models/../../etc/passwd", "rejected"),
+    ("models/ok/v1/../../../state/leases/x.json", "rejected"),
+    ("models/ok/latest/config.json", "rejected"),
+    ("models/ok/default/config.json", "rejected"),
+    ("models/ok/adapters/config.json", "rejected"),
+    ("models/7b-chat/v1/config.json", "rejected"),
+    ("models/Gemma/v1/config.json", "rejected"),
+    ("models/ok/V1/config.json", "rejected"),
+    ("models/ok/v_1/config.json", "rejected"),
+    ("models/" + "m" * 64 + "/v1/config.json", "rejected"),
+    ("models/ok/v1/sub/dir/deep.safetensors", "rejected"),
+    ("models/README.md", "rejected"),
+    ("models/ok/adapters/Bad_Name/adapter_config.json", "rejected"),
     ("elsewhere/model.safetensors", "ignored"),
+    ("models-old/ok/v1/config.json", "ignored"),
+    ("notes/models/ok/v1/config.json", "ignored"),
 ]
 
 

@@ -46,6 +46,7 @@ class Plane:
     ports: dict[str, int] = field(default_factory=dict)
     subscriptions: list[str] = field(default_factory=list)
     bridge: Child | None = None
+    relay: Child | None = None
     bridge_url: str = ""
     ticks: int = 0
 
@@ -217,6 +218,25 @@ class Plane:
             if c.log_path.exists()
         )
 
+    def error_lines(self) -> list[str]:
+        """Log lines at ERROR (or worse) in the functions' logs: what a person would be paged for."""
+        found = []
+        for child in self.functions.values():
+            if child.log_path.exists():
+                for line in child.log_path.read_text(errors="replace").splitlines():
+                    if '"severity": "ERROR"' in line or '"severity": "CRITICAL"' in line:
+                        found.append(f"{child.name}: {line[:300]}")
+        return found
+
+    def redeliveries(self) -> int:
+        """Command deliveries after a first one failed (the relay logs every attempt)."""
+        if self.relay is None or not self.relay.log_path.exists():
+            return 0
+        text = self.relay.log_path.read_text(errors="replace")
+        return sum(
+            1 for line in text.splitlines() if " attempt " in line and " attempt 1 " not in line
+        )
+
     def lease_holders(self) -> dict[str, str]:
         """Endpoint -> the request holding its lease, for every lease still held."""
         from modeldrop.state import Lease
@@ -329,24 +349,30 @@ def start_plane(world: World, vertex: Running, logs: Path, crash_at: str | None 
             plane.url("on_command") + f"projects/{plane.project}/topics/{commands}",
         ),
     ]
+    # Delivered as Pub/Sub's push subscriptions deliver (retry policy 1-5 s, dead letters), by
+    # local.relay, as the local stack does: the emulator's own push retries are not Pub/Sub's.
+    routes = []
     for name, topic, endpoint in pushes:
         subscriber.create_subscription(
             request={
                 "name": admin.subscription_path(name),
                 "topic": admin.topic_path(topic),
-                "push_config": {"push_endpoint": endpoint},
-                "ack_deadline_seconds": 60,
-                "dead_letter_policy": {
-                    "dead_letter_topic": admin.topic_path(dead_letter),
-                    "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
-                },
-                "retry_policy": {
-                    "minimum_backoff": {"seconds": 1},
-                    "maximum_backoff": {"seconds": 5},
-                },
+                "ack_deadline_seconds": 600,
             }
         )
         plane.subscriptions.append(admin.subscription_path(name))
+        routes += [
+            "--route",
+            f"{admin.subscription_path(name)}={endpoint},dead_letter={admin.topic_path(dead_letter)}"
+            f",attempts={MAX_DELIVERY_ATTEMPTS},min=1,max=5,deadline=60",
+        ]
+    plane.relay = start(
+        "relay",
+        [sys.executable, "-m", "local.relay", *routes],
+        logs / "relay.log",
+        env=env,
+        cwd=REPO,
+    )
     plane.subscriptions.append(admin.subscription_path(f"{commands}-dlq"))
     # GCS notifications are pulled by the test and pushed to the bridge by `deliver_uploads`, so a
     # test decides how often and in which order each one arrives.
@@ -369,5 +395,7 @@ def stop_plane(plane: Plane) -> None:
             subscriber.delete_subscription(subscription=name)
         except Exception:  # noqa: BLE001 - already gone is fine at teardown
             pass
+    if plane.relay is not None:
+        stop(plane.relay, grace_s=5)
     for child in [*plane.functions.values(), *([plane.bridge] if plane.bridge else [])]:
         stop(child, grace_s=5)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 
 import pytest
-from reliability.corpus import BAD_PATHS, COMMANDS, KNOWN, UPLOADS, manifest_for
+from reliability.corpus import BAD_PATHS, COMMANDS, EXPECTED_STATUS, KNOWN, UPLOADS, manifest_for
 from reliability.figures import Figures
 from reliability.helpers import endpoints, model_versions, upload
 from reliability.plane import Plane
@@ -20,14 +19,10 @@ RID = "hostile-"
 
 def request_id_in(body: bytes | dict[str, object]) -> str | None:
     """The request id on_command keys a bad message's result by (None: the message id is used)."""
-    if isinstance(body, bytes):
-        try:
-            body = json.loads(body)
-        except ValueError:
-            return None
-    rid = body.get("request_id") if isinstance(body, dict) else None
-    valid = isinstance(rid, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", rid)
-    return rid if valid else None  # type: ignore[return-value]
+    from modeldrop.commands import peek
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return peek(data).request_id
 
 
 def explain(result: Result | None) -> str:
@@ -43,6 +38,8 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
     plane.deliver_uploads(plane.notifications(), [1, 1, 1])
     assert plane.wait_uploads([(KNOWN, "v1")], timeout_s=60)
     errors_before = plane.function_errors()
+    error_lines_before = len(plane.error_lines())
+    redeliveries_before = plane.redeliveries()
 
     expected: dict[str, tuple[str, str]] = {}  # request id -> (row, needle)
     for n, (name, body, needle) in enumerate(COMMANDS):
@@ -82,6 +79,8 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
     time.sleep(2)
     seen = world.results(timeout_s=1)
     errors = plane.function_errors() - errors_before
+    error_lines = plane.error_lines()[error_lines_before:]
+    redelivered = plane.redeliveries() - redeliveries_before
 
     wrong = []
     command_results = 0
@@ -89,8 +88,12 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
         got = [r for r in seen if r.request_id == rid and r.terminal]
         command_results += len(got)
         text = explain(got[0]) if got else ""
-        failed = bool(got) and got[0].status in (Status.FAILED, Status.REJECTED)
-        if len(got) != 1 or not failed or needle.lower() not in text.lower():
+        wanted = EXPECTED_STATUS.get(name)
+        if wanted:
+            right = bool(got) and got[0].status.value == wanted
+        else:
+            right = bool(got) and got[0].status in (Status.FAILED, Status.REJECTED)
+        if len(got) != 1 or not right or needle.lower() not in text.lower():
             wrong.append(f"command {name}: {len(got)} result(s) {text[:300]}")
     upload_results = 0
     for model, name in models.items():
@@ -118,12 +121,17 @@ def test_the_hostile_corpus_is_rejected_clearly_and_acknowledged(
         rejected_results=upload_results + len(outside),
         wrong_or_missing=len(wrong),
         retried=errors,
+        redelivered=redelivered,
+        error_lines=len(error_lines),
         dead_letters=len(dead),
         notifications_acked=delivered["acked"],
         notifications=delivered["deliveries"],
         created=others + len(endpoints(plane.vertex.url, world)),
     )
     assert wrong == [], "\n".join(wrong)
+    # Bad input is a designed outcome: answered at once (no redelivery), nothing at ERROR.
+    assert redelivered == 0 and errors == 0
+    assert error_lines == [], "\n".join(error_lines)
     assert sorted(json.dumps(r.reasons) for r in outside) and len(outside) == sum(
         1 for _, what in BAD_PATHS if what == "rejected"
     ), [explain(r) for r in outside]
@@ -159,3 +167,44 @@ def test_concurrent_events_of_one_bad_folder_give_one_rejection(
         duplicated=sum(1 for g in got.values() if len(g) > 1),
     )
     assert {m: len(g) for m, g in got.items()} == {m: 1 for m in folders}
+
+
+def test_abandoned_uploads_end_rejected_naming_what_never_came(
+    plane: Plane, figures: Figures
+) -> None:
+    """A copy without weights, a manifest whose file never comes and a CLI upload cut before its
+    manifest each end `rejected` once the upload wait has passed, judged by the sweep."""
+    from reliability.corpus import sound
+
+    from modeldrop.layout import UPLOAD_METADATA_KEY
+
+    world = plane.world
+    cases = {
+        "abandoned-copy": (sound(model__safetensors=None), None, "model.safetensors is missing"),
+        "abandoned-manifest": (sound(tokenizer__json=None), sound(), "not in the bucket"),
+        "abandoned-cli": (sound(), None, "resume"),
+    }
+    for model, (files, listed, _) in cases.items():
+        metadata = {UPLOAD_METADATA_KEY: "cli-gone"} if model == "abandoned-cli" else None
+        if listed is not None:
+            world.put(
+                model, "v1", "modeldrop-manifest.json", manifest_for(model, RID + model, listed)
+            )
+        for name, data in files.items():
+            world.put(model, "v1", name, data, metadata=metadata)
+    notes = plane.notifications()
+    plane.deliver_uploads(notes, [1] * len(notes), at_once=1)
+    assert [r for r in world.results(timeout_s=1) if r.model in cases and r.terminal] == []
+    time.sleep(16)  # the plane's MODELDROP_UPLOAD_WAIT is 15 s
+
+    def done() -> bool:
+        ended = {r.model for r in world.results(timeout_s=0) if r.model in cases and r.terminal}
+        return ended == set(cases)
+
+    ticks = plane.sweep_until(done, max_ticks=5)
+    got = {m: [r for r in world.results(timeout_s=0) if r.model == m and r.terminal] for m in cases}
+    figures.record("hostile-abandoned", folders=len(cases), sweep_ticks=ticks)
+    for model, (_, _, needle) in cases.items():
+        assert len(got[model]) == 1, (model, got[model])
+        result = got[model][0]
+        assert result.status is Status.REJECTED and needle in " ".join(result.reasons), result

@@ -106,6 +106,11 @@ def local_up(ctx: Context) -> int:
     ctx.print(f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}")
     ctx.print(f"export STORAGE_EMULATOR_HOST={state.storage_host}")
     ctx.print(f"export MODELDROP_VERTEX_API_ENDPOINT={state.vertex_endpoint}")
+    # gcloud storage needs no credentials against the local bucket, and the front's endpoint.
+    front = state.env.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")
+    if front:
+        ctx.print(f"export CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE={front}")
+        ctx.print("export CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true")
     return EXIT_OK
 
 
