@@ -57,6 +57,9 @@ class Fidelity:
     durations: Durations = field(default_factory=Durations)
     # Strict request checks (endpoint ids, display names, probes, machine/accelerator combos).
     strict_requests: bool = False
+    # Probe rules (period < timeout after defaults, minimums): its own switch, so a caller can
+    # see what else fails while its probes are being fixed.
+    strict_probes: bool = False
     # Probe.period_seconds == timeout_seconds: the proto says both "<" and ">=" (assumed).
     probe_equal: str = "refuse"  # refuse | accept
     # Label keys and values: the proto says "no longer than 64", GCP's label rules say 63 (assumed).
@@ -100,6 +103,7 @@ FAITHFUL = Fidelity(
     preset="faithful",
     durations=REALISTIC,
     strict_requests=True,
+    strict_probes=True,
     merged_labels=True,
     inflight_undeploy=True,
     concurrent_ops="refuse",

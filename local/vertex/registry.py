@@ -41,7 +41,7 @@ class Registry:
         naming.check_display_name(model.display_name, "model", strict)
         if model.container_spec is not None and not model.container_spec.image_uri:
             raise invalid("model.container_spec.image_uri is required.")
-        if strict and model.container_spec is not None:
+        if self.fidelity.strict_probes and model.container_spec is not None:
             extra = model.container_spec.model_extra or {}
             equal = self.fidelity.probe_equal == "accept"
             for key in ("startupProbe", "healthProbe"):
