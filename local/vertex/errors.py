@@ -74,3 +74,10 @@ def not_found(kind: str, name: str) -> ApiError:
 
 def precondition(message: str) -> ApiError:
     return ApiError("FAILED_PRECONDITION", message)
+
+
+def as_api_error(error: BaseException) -> ApiError:
+    """An ApiError as is; anything else as INTERNAL naming it."""
+    if isinstance(error, ApiError):
+        return error
+    return ApiError("INTERNAL", f"The emulator failed: {type(error).__name__}: {error}")

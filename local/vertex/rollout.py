@@ -7,16 +7,15 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from local.vertex import naming, operations, quota, traffic
+from local.vertex import mutation, naming, operations, quota, restart, traffic
 from local.vertex.background import Background
 from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State, deadline_s
 from local.vertex.endpoints import Endpoints, touch
-from local.vertex.errors import ApiError, invalid, not_found, precondition
+from local.vertex.errors import ApiError, as_api_error, not_found, precondition
 from local.vertex.faults import STOCKOUT_MESSAGE, Faults
 from local.vertex.machines import check_resources
 from local.vertex.registry import Registry
 from local.vertex.resources import (
-    DedicatedResources,
     DeployedModel,
     DeployedModelRef,
     DeployedModelStatus,
@@ -27,12 +26,6 @@ from local.vertex.resources import (
 )
 
 log = logging.getLogger(__name__)
-MUTABLE = {
-    "dedicatedResources.minReplicaCount",
-    "dedicatedResources.maxReplicaCount",
-    "dedicatedResources.autoscalingMetricSpecs",
-    "disableContainerLogging",
-}
 
 
 class Rollout:
@@ -259,63 +252,7 @@ class Rollout:
         operations.succeed(self.store, operation, "UndeployModelResponse", {})
 
     def mutate(self, name: str, request: MutateDeployedModelRequest) -> Operation:
-        endpoint = self.endpoints.get(name)
-        paths = naming.mask_paths(request.update_mask)
-        if not paths:
-            raise invalid("update_mask is required: name the fields to update.")
-        unknown = [p for p in paths if p not in MUTABLE]
-        if unknown:
-            raise invalid(f"Fields {unknown} cannot be mutated; mutable: {sorted(MUTABLE)}.")
-        change = request.deployed_model
-        target = next((m for m in endpoint.deployed_models if m.id == change.id), None)
-        if target is None or target.dedicated_resources is None:
-            raise not_found("DeployedModel", f"{name}/deployedModels/{change.id}")
-        new = change.dedicated_resources
-        current = target.dedicated_resources.model_copy(deep=True)
-        if new is not None:
-            if "dedicatedResources.minReplicaCount" in paths:
-                current.min_replica_count = new.min_replica_count
-            if "dedicatedResources.maxReplicaCount" in paths:
-                current.max_replica_count = new.max_replica_count
-        check_resources(DeployedModel(dedicated_resources=current), [])
-        operation = operations.start(self.store, name, "MutateDeployedModelOperationMetadata")
-        delay = self.fidelity.seconds("mutate")
-        if delay <= 0:
-            self._apply_mutation(name, target, current, operation)
-            return operation
-        self.endpoints.claim(name, operation.name)
-        self._spawn(self._mutate(name, target, current, operation, delay), operation.name)
-        return operation
-
-    async def _mutate(
-        self,
-        name: str,
-        target: DeployedModel,
-        resources: DedicatedResources,
-        operation: Operation,
-        delay: float,
-    ) -> None:
-        try:
-            await asyncio.sleep(delay)
-        except asyncio.CancelledError:
-            if operation.name not in self.background.cancelled:
-                raise
-            operations.fail(self.store, operation, operations.cancelled())
-            return
-        finally:
-            self.endpoints.release(name, operation.name)
-        self._apply_mutation(name, target, resources, operation)
-
-    def _apply_mutation(
-        self, name: str, target: DeployedModel, resources: DedicatedResources, operation: Operation
-    ) -> None:
-        target.dedicated_resources = resources
-        endpoint = self.endpoints.get(name)
-        touch(endpoint)
-        self.store.save_endpoint(endpoint)
-        operations.succeed(
-            self.store, operation, "MutateDeployedModelResponse", {"deployedModel": target.wire()}
-        )
+        return mutation.start(self, name, request)
 
     async def on_death(self, deployment: Deployment) -> None:
         """Record on the deployed model that its process died: no replica is available."""
@@ -336,48 +273,7 @@ class Rollout:
 
     def resume(self) -> None:
         """After a restart: fail operations the restart cut short and relaunch every deployment."""
-        orphans = self.deployments.reap_orphans()
-        if orphans:
-            log.warning("stopped %d deployment processes left by an earlier run", orphans)
-        interrupted = ApiError(
-            "ABORTED", "The emulator restarted while this operation ran; retry it."
-        )
-        for operation in list(self.store.operations.values()):
-            if not operation.done:
-                operations.fail(self.store, operation, interrupted)
-        for record in self.store.models.values():
-            for version in record.versions:
-                version.deployed_models = [r for r in version.deployed_models if self._live(r)]
-            self.store.save_model(record)
-        for endpoint in self.store.endpoints.values():
-            for deployed in endpoint.deployed_models:
-                try:
-                    model = self.registry.get(f"{deployed.model}@{deployed.model_version_id}")
-                except ApiError as error:
-                    log.warning("cannot relaunch %s: %s", deployed.id, error.message)
-                    continue
-                resources = deployed.dedicated_resources
-                machine = resources.machine_spec if resources else None
-                spec = LaunchSpec(endpoint.name or "", deployed.id or "", model, machine)
-                self._set_status(spec, 0, "Relaunching after an emulator restart.")
-                self._spawn(self._relaunch(spec))
-
-    def _live(self, ref: DeployedModelRef) -> bool:
-        """Whether a model's reference names a deployed model its endpoint still has."""
-        endpoint = self.store.endpoints.get(ref.endpoint)
-        return endpoint is not None and any(
-            m.id == ref.deployed_model_id for m in endpoint.deployed_models
-        )
-
-    async def _relaunch(self, spec: LaunchSpec) -> None:
-        try:
-            await self.deployments.launch(spec)
-        except Exception as error:
-            message = _as_api_error(error).message
-            log.warning("relaunching %s failed: %s", spec.key, message)
-            self._set_status(spec, 0, message)
-            return
-        self._set_status(spec, 1, "")
+        restart.resume(self)
 
     async def close(self) -> None:
         await self.background.close()
@@ -396,7 +292,4 @@ class Rollout:
         return deployment
 
 
-def _as_api_error(error: BaseException) -> ApiError:
-    if isinstance(error, ApiError):
-        return error
-    return ApiError("INTERNAL", f"The emulator failed: {type(error).__name__}: {error}")
+_as_api_error = as_api_error
