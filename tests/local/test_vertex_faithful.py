@@ -267,11 +267,17 @@ def test_prediction_count_is_not_visible_before_its_sample_closes(vertex: Runnin
 
 @pytest.mark.stack
 def test_routes_counted_in_prediction_count_follow_the_rule(tmp_path: Path) -> None:
-    """Faithful counts predict and rawPredict only; chat completions are not counted (flag: counted_routes)."""
-    running = launch(tmp_path, *FAITHFUL, "--rule", "metric_sampling=off")
+    """Faithful counts predict and rawPredict only, not chat completions (counted_routes); deploying_listed shows a deploying model."""
+    running = launch(
+        tmp_path, *FAITHFUL, "--rule", "metric_sampling=off", "--rule", "deploying_listed=on"
+    )
     try:
         model, endpoint = ready_model(running, "routes")
-        dm_id = running.deploy(model, endpoint)
+        deploying = running.start_deploy(model, endpoint)
+        [listed] = running.call("GET", f"/v1/{endpoint}")["deployedModels"]
+        assert listed["status"].get("availableReplicaCount", 0) == 0
+        dm_id = running.wait_operation(deploying)["response"]["deployedModel"]["id"]
+        assert listed["id"] == dm_id
         running.call("POST", f"/v1/{endpoint}:predict", json={"instances": [1]})
         running.call("POST", f"/v1/{endpoint}:rawPredict", json={"prompt": "x"})
         running.call("POST", f"/v1/{endpoint}/chat/completions", json={"messages": []})
