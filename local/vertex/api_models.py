@@ -77,15 +77,17 @@ async def list_models(request: Request, project: str, location: str) -> dict[str
 
 @router.get(MODEL, dependencies=[Depends(fault("GetModel"))])
 async def get_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
-    return emulator(request).registry.get(_name(project, location, model)).wire()
+    registry = emulator(request).registry
+    return registry.view(registry.get(_name(project, location, model))).wire()
 
 
 @router.patch(MODEL, dependencies=[Depends(fault("UpdateModel"))])
 async def update_model(request: Request, project: str, location: str, model: str) -> dict[str, Any]:
     patch = await body_object(request)
     paths = naming.mask_paths(request.query_params.get("updateMask"))
-    updated = emulator(request).registry.update(_name(project, location, model), patch, paths)
-    return updated.wire()
+    registry = emulator(request).registry
+    updated = registry.update(_name(project, location, model), patch, paths)
+    return registry.view(updated).wire()
 
 
 @router.delete(MODEL, dependencies=[Depends(fault("DeleteModel"))])

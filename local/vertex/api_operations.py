@@ -54,11 +54,26 @@ async def get_ui(request: Request, name: str) -> dict[str, Any]:
 
 
 @router.post("/v1/{name:path}", dependencies=[Depends(fault("WaitOperation"))])
-async def wait(request: Request, name: str) -> dict[str, Any]:
-    """`:wait` blocks until the operation is done or the timeout (a Duration, at most 60s) passes."""
+@router.post("/ui/{name:path}", dependencies=[Depends(fault("WaitOperation"))])
+async def post(request: Request, name: str) -> dict[str, Any]:
+    """`:wait` or `:cancel` on an operation (the GAPIC REST clients call them under /ui/)."""
     base, _, verb = name.rpartition(":")
-    if verb != "wait" or not _OPERATION.match(base):
+    if verb not in {"wait", "cancel"} or not _OPERATION.match(base):
         raise ApiError("NOT_FOUND", f"The emulator does not serve POST {request.url.path}.")
+    if verb == "cancel":
+        return cancel(request, base)
+    return await wait(request, base)
+
+
+def cancel(request: Request, name: str) -> dict[str, Any]:
+    """Best-effort cancellation: a running operation ends with CANCELLED (code 1); a done one is kept."""
+    _operation(request, name)
+    emulator(request).background.cancel(name)
+    return {}
+
+
+async def wait(request: Request, base: str) -> dict[str, Any]:
+    """Block until the operation is done or the timeout (a Duration, at most 60s) passes."""
     timeout = request.query_params.get("timeout", f"{MAX_WAIT_S}s")
     try:
         seconds = min(float(timeout.removesuffix("s")), MAX_WAIT_S)

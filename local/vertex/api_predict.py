@@ -10,31 +10,51 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from local.vertex import naming, traffic
+from local.vertex import jsonbody, naming, traffic
 from local.vertex.app import Emulator, emulator, fault
 from local.vertex.deployments import Deployment
 from local.vertex.errors import ApiError, invalid
 
 router = APIRouter()
 ENDPOINT = "/v1/projects/{project}/locations/{location}/endpoints/{endpoint}"
-# What a container's HTTP error becomes when predict wraps it in Google's error JSON.
+# What a container's HTTP error becomes when predict wraps it in Google's error JSON: a client
+# error stays a client error with the container's code (issue 14 class 6: a 413 became a 500).
 _STATUS_OF = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
+    409: "ABORTED",
     429: "RESOURCE_EXHAUSTED",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 _PASSED_HEADERS = ("content-type", "cache-control")
 
 
-def _pick(state: Emulator, project: str, location: str, endpoint_id: str) -> Deployment:
-    """The deployment this request goes to, drawn by the split, counted into prediction_count."""
+def _pick(state: Emulator, project: str, location: str, endpoint_id: str, route: str) -> Deployment:
+    """The deployment this request goes to, drawn by the split; counted if `route` counts."""
     name = f"{naming.location(project, location)}/endpoints/{endpoint_id}"
     endpoint = state.endpoints.get(name)
     deployed_model_id = traffic.route(endpoint.traffic_split, state.routing)
     deployment = state.rollout.ready(name, deployed_model_id)
-    state.counts.record(name, deployed_model_id)
+    if route in state.settings.fidelity.counted_routes:
+        state.counts.record(name, deployed_model_id)
     return deployment
+
+
+def status_of(code: int) -> str:
+    """The canonical status of a container's HTTP error code (4xx stay client errors)."""
+    if code in _STATUS_OF:
+        return _STATUS_OF[code]
+    return "FAILED_PRECONDITION" if 400 <= code < 500 else "INTERNAL"
+
+
+async def _body(state: Emulator, request: Request) -> bytes:
+    """The raw body, refused when over the predict size limit (faithful: 1.5 MB)."""
+    raw = await request.body()
+    jsonbody.check_size(raw, state.settings.fidelity.predict_max_bytes)
+    return raw
 
 
 def _headers(deployment: Deployment) -> dict[str, str]:
@@ -51,7 +71,7 @@ async def _forward(
     upstream = state.http.build_request(
         "POST",
         deployment.base_url + path,
-        content=await request.body(),
+        content=await _body(state, request),
         headers={"content-type": request.headers.get("content-type", "application/json")},
     )
     try:
@@ -76,21 +96,22 @@ async def _forward(
 @router.post(ENDPOINT + ":predict", dependencies=[Depends(fault("Predict"))])
 async def predict(request: Request, project: str, location: str, endpoint: str) -> dict[str, Any]:
     state = emulator(request)
-    try:
-        body = await request.json()
-    except ValueError as error:
-        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    fidelity = state.settings.fidelity
+    raw = await _body(state, request)
+    body = jsonbody.loads(raw, fidelity.json_max_depth, fidelity.json_max_bytes) if raw else None
     if not isinstance(body, dict) or not isinstance(body.get("instances"), list):
         raise invalid('The request must be {"instances": [...], "parameters": {...}}.')
-    deployment = _pick(state, project, location, endpoint)
+    deployment = _pick(state, project, location, endpoint, "predict")
     try:
         response = await state.http.post(deployment.base_url + deployment.predict_route, json=body)
     except httpx.HTTPError as error:
         raise ApiError("UNAVAILABLE", f"The model server did not answer: {error}.") from error
     if response.status_code != 200:
-        status = _STATUS_OF.get(response.status_code, "INTERNAL")
+        code = response.status_code
         raise ApiError(
-            status, f"The model server answered {response.status_code}: {response.text[:2000]}"
+            status_of(code),
+            f"The model server answered {code}: {response.text[:2000]}",
+            http_code=code if 400 <= code < 500 else None,
         )
     try:
         answer = response.json()
@@ -111,7 +132,7 @@ async def predict(request: Request, project: str, location: str, endpoint: str) 
 @router.post(ENDPOINT + ":rawPredict", dependencies=[Depends(fault("RawPredict"))])
 async def raw_predict(request: Request, project: str, location: str, endpoint: str) -> Response:
     state = emulator(request)
-    deployment = _pick(state, project, location, endpoint)
+    deployment = _pick(state, project, location, endpoint, "rawPredict")
     return await _forward(state, deployment, deployment.predict_route, request)
 
 
@@ -120,7 +141,7 @@ async def stream_raw_predict(
     request: Request, project: str, location: str, endpoint: str
 ) -> Response:
     state = emulator(request)
-    deployment = _pick(state, project, location, endpoint)
+    deployment = _pick(state, project, location, endpoint, "streamRawPredict")
     return await _forward(state, deployment, deployment.predict_route, request)
 
 
@@ -129,14 +150,14 @@ async def chat_completions(
     request: Request, project: str, location: str, endpoint: str
 ) -> Response:
     state = emulator(request)
-    deployment = _pick(state, project, location, endpoint)
+    deployment = _pick(state, project, location, endpoint, "chatCompletions")
     return await _forward(state, deployment, "/v1/chat/completions", request)
 
 
 @router.post(ENDPOINT + "/completions", dependencies=[Depends(fault("Completions"))])
 async def completions(request: Request, project: str, location: str, endpoint: str) -> Response:
     state = emulator(request)
-    deployment = _pick(state, project, location, endpoint)
+    deployment = _pick(state, project, location, endpoint, "completions")
     return await _forward(state, deployment, "/v1/completions", request)
 
 

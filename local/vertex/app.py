@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from local.vertex import jsonbody
+from local.vertex.background import Background
 from local.vertex.deployments import Deployments
 from local.vertex.endpoints import Endpoints
 from local.vertex.errors import ApiError, invalid
@@ -41,13 +43,15 @@ class Emulator:
         data_dir = settings.data_dir or self.scratch
         assert data_dir is not None
         self.store = Store(settings.data_dir, settings.seed)
-        self.registry = Registry(self.store)
-        self.endpoints = Endpoints(self.store)
+        self.background = Background()
+        self.registry = Registry(self.store, settings.fidelity, self.background)
+        self.endpoints = Endpoints(self.store, settings.fidelity, self.background)
         self.faults = Faults(settings.faults)
         self.deployments = Deployments(settings, data_dir)
         self.rollout = Rollout(self.endpoints, self.registry, self.deployments, self.faults)
         self.counts = PredictionCounts(
-            settings.data_dir / "prediction_counts.log" if settings.data_dir else None
+            settings.data_dir / "prediction_counts.log" if settings.data_dir else None,
+            fidelity=settings.fidelity,
         )
         self.routing = random.Random(settings.seed)
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(600.0, connect=5.0))
@@ -67,12 +71,18 @@ def fault(method: str) -> Callable[[Request], Awaitable[None]]:
     return apply
 
 
+async def json_body(request: Request) -> Any:
+    """The request body as JSON, within the emulator's depth and size limits (empty: {})."""
+    raw = await request.body()
+    if not raw:
+        return {}
+    fidelity = emulator(request).settings.fidelity
+    return jsonbody.loads(raw, fidelity.json_max_depth, fidelity.json_max_bytes)
+
+
 async def parse(request: Request, cls: type[M]) -> M:
     """The request body as `cls`, or INVALID_ARGUMENT naming what is wrong."""
-    try:
-        body: Any = await request.json() if await request.body() else {}
-    except ValueError as error:
-        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    body = await json_body(request)
     try:
         return cls.model_validate(body)
     except ValidationError as error:
@@ -84,10 +94,7 @@ async def parse(request: Request, cls: type[M]) -> M:
 
 async def body_object(request: Request) -> dict[str, Any]:
     """The request body as a JSON object (for PATCH bodies applied through an update mask)."""
-    try:
-        body: Any = await request.json()
-    except ValueError as error:
-        raise invalid(f"Invalid JSON payload received: {error}.") from error
+    body = await json_body(request)
     if not isinstance(body, dict):
         raise invalid("Invalid JSON payload received: the body must be a JSON object.")
     return body

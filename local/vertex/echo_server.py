@@ -1,6 +1,7 @@
 """An echo model server honouring Vertex's container contract: deploys to test without vLLM.
 
-Run as `python -m local.vertex.echo_server [--exit-at-start] [--start-delay SECONDS]`; it listens on
+Run as `python -m local.vertex.echo_server [--exit-at-start] [--start-delay SECONDS] [--max-body BYTES]`;
+it answers 413 to a larger body, as a model server with a request limit does. It listens on
 AIP_HTTP_PORT, answers AIP_HEALTH_ROUTE, echoes instances on AIP_PREDICT_ROUTE (SSE when the body
 asks for `stream: true`) and serves minimal OpenAI chat/completions.
 """
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 ENV = dict(os.environ)
+MAX_BODY = [0]  # --max-body: bodies over this many bytes get 413 (0: no limit)
 
 
 def completion(body: dict[str, Any], chat: bool) -> dict[str, Any]:
@@ -76,7 +78,11 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not found"})
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+        raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+        if MAX_BODY[0] and len(raw) > MAX_BODY[0]:
+            self._json(413, {"error": f"body of {len(raw)} bytes is over {MAX_BODY[0]}"})
+            return
+        body = json.loads(raw or b"{}")
         chat = self.path == "/v1/chat/completions"
         if self.path == ENV["AIP_PREDICT_ROUTE"] and "instances" in body:
             self._json(
@@ -108,7 +114,9 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--exit-at-start", action="store_true")
     parser.add_argument("--start-delay", type=float, default=0.0)
+    parser.add_argument("--max-body", type=int, default=0)
     args, _ = parser.parse_known_args()
+    MAX_BODY[0] = args.max_body
     print(f"echo server: args {sys.argv[1:]} storage {ENV.get('AIP_STORAGE_URI')}", flush=True)
     if args.exit_at_start:
         print("echo server: refusing to start (--exit-at-start)", flush=True)

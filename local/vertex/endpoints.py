@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
 from local.vertex import listing, naming, operations, traffic
+from local.vertex.background import Background
 from local.vertex.errors import ApiError, invalid, not_found, precondition
+from local.vertex.fidelity import Fidelity
 from local.vertex.resources import Endpoint, Operation
 from local.vertex.store import Store
 
@@ -21,32 +24,77 @@ def touch(endpoint: Endpoint) -> None:
 
 
 class Endpoints:
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self, store: Store, fidelity: Fidelity | None = None, background: Background | None = None
+    ) -> None:
         self.store = store
+        self.fidelity = fidelity or Fidelity()
+        self.background = background or Background()
         # Deploys under way, per endpoint name: they block deleting the endpoint.
         self.pending: dict[str, set[str]] = {}
+        # Endpoints whose create operation has not ended (faithful: not visible yet).
+        self.creating: dict[str, Endpoint] = {}
+        # The deploy, undeploy, mutate or delete running on each endpoint, by operation name.
+        self.busy: dict[str, str] = {}
+
+    def claim(self, name: str, operation: str) -> None:
+        """Record `operation` as the one running on `name`; refused while another runs (if the rule says so)."""
+        current = self.busy.get(name)
+        if current and self.fidelity.concurrent_ops == "refuse":
+            raise precondition(
+                f"The endpoint {name} has an operation in progress: {current}. "
+                "Wait for it to finish, then retry."
+            )
+        self.busy[name] = operation
+
+    def release(self, name: str, operation: str) -> None:
+        if self.busy.get(name) == operation:
+            del self.busy[name]
 
     def create(self, parent: str, endpoint_id: str | None, body: Endpoint) -> Operation:
-        if not body.display_name:
-            raise invalid("endpoint.display_name is required.")
-        naming.check_labels(body.labels)
+        strict = self.fidelity.strict_requests
+        naming.check_display_name(body.display_name, "endpoint", strict)
+        naming.check_labels(body.labels, self.fidelity.label_max)
         if body.deployed_models or body.traffic_split:
             raise invalid("A new endpoint has no deployed models: deploy them with :deployModel.")
         if endpoint_id:
-            naming.check_endpoint_id(endpoint_id)
+            naming.check_endpoint_id(endpoint_id, strict)
         endpoint_id = endpoint_id or self.store.new_id()
         name = f"{parent}/endpoints/{endpoint_id}"
-        if name in self.store.endpoints:
+        if name in self.store.endpoints or name in self.creating:
             raise ApiError("ALREADY_EXISTS", f'Endpoint "{name}" already exists.')
         stamp = operations.now()
         endpoint = Endpoint.model_validate(
             {**body.wire(), "name": name, "createTime": stamp, "deployedModels": []}
         )
         touch(endpoint)
-        self.store.save_endpoint(endpoint)
         operation = operations.start(self.store, name, "CreateEndpointOperationMetadata")
-        operations.succeed(self.store, operation, "Endpoint", endpoint.wire())
+        delay = self.fidelity.seconds("create_endpoint")
+        if delay <= 0:
+            self.store.save_endpoint(endpoint)
+            operations.succeed(self.store, operation, "Endpoint", endpoint.wire())
+            return operation
+        if self.fidelity.created_when_done:
+            self.creating[name] = endpoint
+        else:
+            self.store.save_endpoint(endpoint)
+        self.background.spawn(self._finish_create(operation, endpoint, delay), operation.name)
         return operation
+
+    async def _finish_create(self, operation: Operation, endpoint: Endpoint, delay: float) -> None:
+        name = endpoint.name or ""
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self.creating.pop(name, None)
+            if operation.name not in self.background.cancelled:
+                raise
+            self.store.delete_endpoint(name)
+            operations.fail(self.store, operation, operations.cancelled())
+            return
+        self.creating.pop(name, None)
+        self.store.save_endpoint(endpoint)
+        operations.succeed(self.store, operation, "Endpoint", endpoint.wire())
 
     def get(self, name: str) -> Endpoint:
         endpoint = self.store.endpoints.get(name)
@@ -80,9 +128,12 @@ class Endpoints:
             )
             endpoint.traffic_split = dict(changes.traffic_split)
         if "labels" in paths:
-            naming.check_labels(changes.labels)
+            naming.check_labels(changes.labels, self.fidelity.label_max)
             endpoint.labels = dict(changes.labels)
         if "displayName" in paths:
+            naming.check_display_name(
+                changes.display_name, "endpoint", self.fidelity.strict_requests
+            )
             endpoint.display_name = changes.display_name
         if "description" in paths:
             endpoint.description = changes.description
@@ -97,8 +148,27 @@ class Endpoints:
             raise precondition(
                 f"Endpoint {name} has deployed models {ids}; undeploy them before deleting it."
             )
-        self.store.delete_endpoint(name)
         parent = name.split("/endpoints/")[0]
         operation = operations.start(self.store, parent, "DeleteOperationMetadata")
-        operations.succeed(self.store, operation, operations.EMPTY, {})
+        delay = self.fidelity.seconds("delete_endpoint")
+        if delay <= 0:
+            self.store.delete_endpoint(name)
+            operations.succeed(self.store, operation, operations.EMPTY, {})
+            return operation
+        # The endpoint is listed until its delete operation ends; nothing else may start on it.
+        self.claim(name, operation.name)
+        self.background.spawn(self._finish_delete(operation, name, delay), operation.name)
         return operation
+
+    async def _finish_delete(self, operation: Operation, name: str, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self.release(name, operation.name)
+            if operation.name not in self.background.cancelled:
+                raise
+            operations.fail(self.store, operation, operations.cancelled())
+            return
+        self.release(name, operation.name)
+        self.store.delete_endpoint(name)
+        operations.succeed(self.store, operation, operations.EMPTY, {})

@@ -38,16 +38,18 @@ HTTP_TO_STATUS: dict[int, str] = {
 class ApiError(Exception):
     """An error the API answers with: a canonical status and a message for people."""
 
-    def __init__(self, status: str, message: str) -> None:
+    def __init__(self, status: str, message: str, http_code: int | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         super().__init__(message)
         self.status = status
         self.message = message
+        # A container's own client error code (413, 422, ...) passed through as Vertex does.
+        self._http_code = http_code
 
     @property
     def http_code(self) -> int:
-        return STATUSES[self.status][0]
+        return self._http_code or STATUSES[self.status][0]
 
     @property
     def rpc_code(self) -> int:
@@ -72,3 +74,10 @@ def not_found(kind: str, name: str) -> ApiError:
 
 def precondition(message: str) -> ApiError:
     return ApiError("FAILED_PRECONDITION", message)
+
+
+def as_api_error(error: BaseException) -> ApiError:
+    """An ApiError as is; anything else as INTERNAL naming it."""
+    if isinstance(error, ApiError):
+        return error
+    return ApiError("INTERNAL", f"The emulator failed: {type(error).__name__}: {error}")

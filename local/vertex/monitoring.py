@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from local.vertex.errors import invalid
+from local.vertex.fidelity import Fidelity
 
 METRIC = "aiplatform.googleapis.com/prediction/online/prediction_count"
 RESOURCE = "aiplatform.googleapis.com/Endpoint"
@@ -132,6 +133,7 @@ class PredictionCounts:
 
     path: Path | None = None
     counts: dict[Key, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    fidelity: Fidelity = field(default_factory=Fidelity)
 
     def __post_init__(self) -> None:
         if self.path is not None and self.path.exists():
@@ -153,7 +155,15 @@ class PredictionCounts:
     def _add(self, key: Key, second: int) -> None:
         self.counts[key][second] = self.counts[key].get(second, 0) + 1
 
-    def query(self, project: str, query: Query) -> list[dict[str, Any]]:
+    def visible(self, second: int, now: float) -> bool:
+        """Faithful: a count shows once its 60 s sample has closed and the ingestion delay passed."""
+        if not self.fidelity.metric_sampling:
+            return True
+        sample_end = (second // RAW_PERIOD_S + 1) * RAW_PERIOD_S
+        return now >= sample_end + self.fidelity.ingest_delay_scaled_s
+
+    def query(self, project: str, query: Query, now: float | None = None) -> list[dict[str, Any]]:
+        now = time.time() if now is None else now
         if query.filters["metric.type"] != {METRIC}:
             return []
         if "resource.type" in query.filters and RESOURCE not in query.filters["resource.type"]:
@@ -174,8 +184,12 @@ class PredictionCounts:
             points = series[tuple(sorted(labels.items()))]
             for second, count in seconds.items():
                 window = self._window(query, second)
-                if window is not None:
-                    points[window] += count
+                if window is None or not self.visible(second, now):
+                    continue
+                # Faithful: an aligned point is reported only for a window that has ended.
+                if self.fidelity.metric_sampling and window > now:
+                    continue
+                points[window] += count
         return [
             self._series(dict(labels), points, query) for labels, points in series.items() if points
         ]

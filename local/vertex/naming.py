@@ -9,10 +9,15 @@ from local.vertex.errors import invalid
 
 _MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 _ENDPOINT_ID = re.compile(r"^[a-z1-9][a-z0-9-]{0,62}$")
+# CreateEndpointRequest.endpoint_id: a letter first, then up to 63 of [a-z0-9-], ending with a
+# letter or digit; or a digit first, then only digits, up to 9, no leading zero.
+_ENDPOINT_ID_LETTER = re.compile(r"^[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_ENDPOINT_ID_NUMBER = re.compile(r"^[1-9][0-9]{0,8}$")
+MAX_DISPLAY_NAME = 128  # Endpoint.display_name, Model.display_name: "up to 128 characters"
 _DEPLOYED_MODEL_ID = re.compile(r"^[0-9]{1,10}$")
 _ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
-_LABEL_KEY = re.compile(r"^[\w-]{1,63}$")
-_LABEL_VALUE = re.compile(r"^[\w-]{0,63}$")
+_LABEL_KEY = re.compile(r"^[\w-]{1,64}$")
+_LABEL_VALUE = re.compile(r"^[\w-]{0,64}$")
 MAX_LABELS = 64
 
 
@@ -34,7 +39,15 @@ def check_model_id(model_id: str) -> None:
         )
 
 
-def check_endpoint_id(endpoint_id: str) -> None:
+def check_endpoint_id(endpoint_id: str, strict: bool = False) -> None:
+    if strict:
+        if not (_ENDPOINT_ID_LETTER.match(endpoint_id) or _ENDPOINT_ID_NUMBER.match(endpoint_id)):
+            raise invalid(
+                f"Invalid endpoint_id {endpoint_id!r}: starting with a letter, up to 63 "
+                "characters from [a-z0-9-] ending with a letter or number; starting with a "
+                "number, up to 9 digits with no leading zero."
+            )
+        return
     if not _ENDPOINT_ID.match(endpoint_id) or endpoint_id.endswith("-"):
         raise invalid(
             f"Invalid endpoint_id {endpoint_id!r}: up to 63 characters from [a-z0-9-], "
@@ -55,10 +68,25 @@ def check_aliases(aliases: list[str]) -> None:
             raise invalid(f"Invalid version alias {alias!r}: [a-z][a-zA-Z0-9-]{{0,126}}[a-z0-9].")
 
 
-def check_labels(labels: dict[str, str]) -> None:
+def check_display_name(name: str, what: str, strict: bool = False) -> None:
+    """Required; with strict rules, at most 128 characters (Unicode code points)."""
+    if not name:
+        raise invalid(f"{what}.display_name is required.")
+    if strict and len(name) > MAX_DISPLAY_NAME:
+        raise invalid(
+            f"{what}.display_name is {len(name)} characters long; at most {MAX_DISPLAY_NAME}."
+        )
+
+
+def check_labels(labels: dict[str, str], max_length: int = 63) -> None:
     if len(labels) > MAX_LABELS:
         raise invalid(f"At most {MAX_LABELS} labels, got {len(labels)}.")
     for key, value in labels.items():
+        if len(key) > max_length or len(value) > max_length:
+            raise invalid(
+                f"Invalid label {key!r}={value!r}: keys and values are at most {max_length} "
+                "characters."
+            )
         if not _LABEL_KEY.match(key) or not key[0].isalpha() or key != key.lower():
             raise invalid(
                 f"Invalid label key {key!r}: 1 to 63 lowercase letters, digits, _ or -, "

@@ -71,3 +71,8 @@ def _finish(
 
 
 EMPTY = "type.googleapis.com/google.protobuf.Empty"
+
+
+def cancelled() -> ApiError:
+    """How a cancelled operation ends (google.longrunning: an error with Code.CANCELLED, 1)."""
+    return ApiError("CANCELLED", "Operation was cancelled.")

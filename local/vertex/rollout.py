@@ -7,10 +7,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from local.vertex import naming, operations, traffic
+from local.vertex import mutation, naming, operations, quota, restart, traffic
+from local.vertex.background import Background
 from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State, deadline_s
 from local.vertex.endpoints import Endpoints, touch
-from local.vertex.errors import ApiError, invalid, not_found
+from local.vertex.errors import ApiError, as_api_error, not_found, precondition
 from local.vertex.faults import STOCKOUT_MESSAGE, Faults
 from local.vertex.machines import check_resources
 from local.vertex.registry import Registry
@@ -25,12 +26,6 @@ from local.vertex.resources import (
 )
 
 log = logging.getLogger(__name__)
-MUTABLE = {
-    "dedicatedResources.minReplicaCount",
-    "dedicatedResources.maxReplicaCount",
-    "dedicatedResources.autoscalingMetricSpecs",
-    "disableContainerLogging",
-}
 
 
 class Rollout:
@@ -44,12 +39,13 @@ class Rollout:
         self.deployments = deployments
         self.faults = faults
         self.store = endpoints.store
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.fidelity = endpoints.fidelity
+        self.background: Background = endpoints.background
+        # Deployed models whose undeploy operation runs (faithful: still listed meanwhile).
+        self.undeploying: set[str] = set()
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, work: Coroutine[Any, Any, None], operation: str | None = None) -> None:
+        self.background.spawn(work, operation)
 
     def deploy(self, name: str, request: DeployModelRequest) -> Operation:
         endpoint = self.endpoints.get(name)
@@ -59,7 +55,10 @@ class Rollout:
             if deployed.model_version_id and "@" not in deployed.model
             else deployed.model
         )
-        machine = check_resources(deployed, model.supported_deployment_resources_types)
+        strict = self.fidelity.strict_requests
+        machine = check_resources(deployed, model.supported_deployment_resources_types, strict)
+        if deployed.display_name:
+            naming.check_display_name(deployed.display_name, "deployed_model", strict)
         self.deployments.check_image(model)
         deadline_s(model, self.deployments.settings.deploy_timeout_s)
         existing = [m.id or "" for m in endpoint.deployed_models]
@@ -68,30 +67,46 @@ class Rollout:
             naming.check_deployed_model_id(deployed.id)
             if deployed.id in taken:
                 raise ApiError(
-                    "ALREADY_EXISTS", f"Deployed model {deployed.id} already exists on {name}."
+                    self.fidelity.same_deployed_id,
+                    f"Deployed model {deployed.id} already exists on {name}.",
                 )
         else:
             deployed.id = self.store.new_id()
         traffic.check_deploy(request.traffic_split, existing)
+        quota.check(self.fidelity.quota_gpus, machine, deployed, self.store.endpoints.values())
         deployed.model = model.name or ""
         deployed.model_version_id = model.version_id
         deployed.display_name = deployed.display_name or model.display_name
+        operation = operations.start(self.store, name, "DeployModelOperationMetadata")
+        self.endpoints.claim(name, operation.name)
         self.endpoints.pending.setdefault(name, set()).add(deployed.id)
         model.deployed_models.append(DeployedModelRef(endpoint=name, deployed_model_id=deployed.id))
         self.store.save_model(self.registry.record(model.name or ""))
-        operation = operations.start(self.store, name, "DeployModelOperationMetadata")
         operations.stage(self.store, operation, "STARTING_DEPLOYMENT")
         spec = LaunchSpec(name, deployed.id, model, machine)
-        self._spawn(self._deploy(operation, spec, deployed, dict(request.traffic_split)))
+        if self.fidelity.deploying_listed:
+            deployed.status = DeployedModelStatus(
+                message="Deploying.", available_replica_count=0, last_update_time=operations.now()
+            )
+            endpoint.deployed_models.append(deployed)
+            touch(endpoint)
+            self.store.save_endpoint(endpoint)
+        work = self._deploy(operation, spec, deployed, dict(request.traffic_split))
+        self._spawn(work, operation.name)
         return operation
 
     async def _deploy(
         self, operation: Operation, spec: LaunchSpec, deployed: DeployedModel, split: dict[str, int]
     ) -> None:
         name, dm_id = spec.endpoint, spec.deployed_model_id
+        gpu = bool(spec.machine_spec and spec.machine_spec.accelerator_type)
+        total = self.fidelity.seconds("deploy_gpu" if gpu else "deploy_cpu")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
+            # Node provisioning takes the first 40% of a modelled deploy; a stockout shows then.
             operations.stage(self.store, operation, "ADDING_NODES_TO_CLUSTER")
-            await asyncio.sleep(self.faults.config.deploy_delay_s)
+            await asyncio.sleep(self.faults.config.deploy_delay_s + 0.4 * total)
             if (
                 self.faults.config.stockout
                 and spec.machine_spec
@@ -107,29 +122,55 @@ class Rollout:
             operations.stage(self.store, operation, "STARTING_MODEL_SERVER")
             await self.deployments.launch(spec)
             operations.stage(self.store, operation, "FINISHING_UP")
+            await asyncio.sleep(max(0.0, total - (loop.time() - started)))
             endpoint = self.endpoints.get(name)
-            existing = [m.id or "" for m in endpoint.deployed_models]
+            existing = [m.id or "" for m in endpoint.deployed_models if m.id != dm_id]
             endpoint.traffic_split = traffic.after_deploy(
                 endpoint.traffic_split, split, dm_id, existing
             )
-        except Exception as error:
-            if not isinstance(error, ApiError):
+        except (Exception, asyncio.CancelledError) as error:
+            cancelled = isinstance(error, asyncio.CancelledError)
+            if cancelled and operation.name not in self.background.cancelled:
+                raise  # shutting down: the restart fails this operation
+            if not cancelled and not isinstance(error, ApiError):
                 log.exception("deploying %s failed unexpectedly", spec.key)
             await self.deployments.stop(spec.key)
             self._forget(spec)
-            operations.fail(self.store, operation, _as_api_error(error))
+            self._unlist(name, dm_id)
+            self._end_stage(operation, "FAILED_TO_DEPLOY")
+            failure = operations.cancelled() if cancelled else _as_api_error(error)
+            operations.fail(self.store, operation, failure)
             return
         finally:
             self.endpoints.pending.get(name, set()).discard(dm_id)
+            self.endpoints.release(name, operation.name)
         stamp = operations.now()
         deployed.create_time = stamp
         deployed.status = DeployedModelStatus(available_replica_count=1, last_update_time=stamp)
-        endpoint.deployed_models.append(deployed)
+        if deployed not in endpoint.deployed_models:
+            endpoint.deployed_models.append(deployed)
         touch(endpoint)
         self.store.save_endpoint(endpoint)
+        self._end_stage(operation, "SUCCESSFULLY_DEPLOYED")
         operations.succeed(
             self.store, operation, "DeployModelResponse", {"deployedModel": deployed.wire()}
         )
+
+    def _end_stage(self, operation: Operation, stage: str) -> None:
+        """Faithful: the final DeploymentStage (SUCCESSFULLY_DEPLOYED / FAILED_TO_DEPLOY)."""
+        if self.fidelity.preset == "faithful":
+            operations.stage(self.store, operation, stage)
+
+    def _unlist(self, name: str, deployed_model_id: str) -> None:
+        """Remove a deployed model that failed to deploy from the endpoint (when it was listed)."""
+        endpoint = self.store.endpoints.get(name)
+        if endpoint is None or not any(m.id == deployed_model_id for m in endpoint.deployed_models):
+            return
+        endpoint.deployed_models = [
+            m for m in endpoint.deployed_models if m.id != deployed_model_id
+        ]
+        touch(endpoint)
+        self.store.save_endpoint(endpoint)
 
     def _forget(self, spec: LaunchSpec) -> None:
         """Drop the model's reference to a deployment that is gone (or never came)."""
@@ -150,63 +191,68 @@ class Rollout:
         target = next(
             (m for m in endpoint.deployed_models if m.id == request.deployed_model_id), None
         )
-        if target is None:
-            raise not_found("DeployedModel", f"{name}/deployedModels/{request.deployed_model_id}")
+        key = f"{name}/deployedModels/{request.deployed_model_id}"
+        if target is None or (target.id in self.endpoints.pending.get(name, set())):
+            raise not_found("DeployedModel", key)
+        if key in self.undeploying:
+            raise precondition(f"Deployed model {target.id} is already being undeployed.")
         remaining = [m for m in endpoint.deployed_models if m is not target]
-        endpoint.traffic_split = traffic.after_undeploy(
-            endpoint.traffic_split,
-            request.traffic_split,
-            target.id or "",
-            [m.id or "" for m in remaining],
+        remaining_ids = [m.id or "" for m in remaining]
+        split = traffic.after_undeploy(
+            endpoint.traffic_split, request.traffic_split, target.id or "", remaining_ids
         )
-        endpoint.deployed_models = remaining
-        touch(endpoint)
-        self.store.save_endpoint(endpoint)
         operation = operations.start(self.store, name, "UndeployModelOperationMetadata")
+        self.endpoints.claim(name, operation.name)
+        if not self.fidelity.inflight_undeploy:
+            endpoint.traffic_split = split
+            endpoint.deployed_models = remaining
+            touch(endpoint)
+            self.store.save_endpoint(endpoint)
+        self.undeploying.add(key)
         model = self.registry.get(f"{target.model}@{target.model_version_id}")
         spec = LaunchSpec(name, target.id or "", model, None)
-        self._spawn(self._undeploy(operation, spec))
+        self._spawn(self._undeploy(operation, spec, dict(request.traffic_split)), operation.name)
         return operation
 
-    async def _undeploy(self, operation: Operation, spec: LaunchSpec) -> None:
+    async def _undeploy(
+        self, operation: Operation, spec: LaunchSpec, requested: dict[str, int]
+    ) -> None:
+        name = spec.endpoint
         try:
+            await asyncio.sleep(self.fidelity.seconds("undeploy"))
+            if self.fidelity.inflight_undeploy:
+                # Listed with its traffic until now: the split changes as the operation ends.
+                endpoint = self.endpoints.get(name)
+                remaining = [m for m in endpoint.deployed_models if m.id != spec.deployed_model_id]
+                endpoint.traffic_split = traffic.after_undeploy(
+                    endpoint.traffic_split,
+                    requested,
+                    spec.deployed_model_id,
+                    [m.id or "" for m in remaining],
+                )
+                endpoint.deployed_models = remaining
+                touch(endpoint)
+                self.store.save_endpoint(endpoint)
             await self.deployments.stop(spec.key)
-        except Exception as error:
-            log.exception("stopping %s failed", spec.key)
-            operations.fail(self.store, operation, _as_api_error(error))
+        except (Exception, asyncio.CancelledError) as error:
+            cancelled = isinstance(error, asyncio.CancelledError)
+            if cancelled and operation.name not in self.background.cancelled:
+                raise
+            if not cancelled and not isinstance(error, ApiError):
+                log.exception("undeploying %s failed", spec.key)
+            if not self.fidelity.inflight_undeploy:
+                self._forget(spec)
+            failure = operations.cancelled() if cancelled else _as_api_error(error)
+            operations.fail(self.store, operation, failure)
             return
         finally:
-            self._forget(spec)
+            self.undeploying.discard(spec.key)
+            self.endpoints.release(name, operation.name)
+        self._forget(spec)
         operations.succeed(self.store, operation, "UndeployModelResponse", {})
 
     def mutate(self, name: str, request: MutateDeployedModelRequest) -> Operation:
-        endpoint = self.endpoints.get(name)
-        paths = naming.mask_paths(request.update_mask)
-        if not paths:
-            raise invalid("update_mask is required: name the fields to update.")
-        unknown = [p for p in paths if p not in MUTABLE]
-        if unknown:
-            raise invalid(f"Fields {unknown} cannot be mutated; mutable: {sorted(MUTABLE)}.")
-        change = request.deployed_model
-        target = next((m for m in endpoint.deployed_models if m.id == change.id), None)
-        if target is None or target.dedicated_resources is None:
-            raise not_found("DeployedModel", f"{name}/deployedModels/{change.id}")
-        new = change.dedicated_resources
-        current = target.dedicated_resources.model_copy(deep=True)
-        if new is not None:
-            if "dedicatedResources.minReplicaCount" in paths:
-                current.min_replica_count = new.min_replica_count
-            if "dedicatedResources.maxReplicaCount" in paths:
-                current.max_replica_count = new.max_replica_count
-        check_resources(DeployedModel(dedicated_resources=current), [])
-        target.dedicated_resources = current
-        touch(endpoint)
-        self.store.save_endpoint(endpoint)
-        operation = operations.start(self.store, name, "MutateDeployedModelOperationMetadata")
-        operations.succeed(
-            self.store, operation, "MutateDeployedModelResponse", {"deployedModel": target.wire()}
-        )
-        return operation
+        return mutation.start(self, name, request)
 
     async def on_death(self, deployment: Deployment) -> None:
         """Record on the deployed model that its process died: no replica is available."""
@@ -227,53 +273,10 @@ class Rollout:
 
     def resume(self) -> None:
         """After a restart: fail operations the restart cut short and relaunch every deployment."""
-        orphans = self.deployments.reap_orphans()
-        if orphans:
-            log.warning("stopped %d deployment processes left by an earlier run", orphans)
-        interrupted = ApiError(
-            "ABORTED", "The emulator restarted while this operation ran; retry it."
-        )
-        for operation in list(self.store.operations.values()):
-            if not operation.done:
-                operations.fail(self.store, operation, interrupted)
-        for record in self.store.models.values():
-            for version in record.versions:
-                version.deployed_models = [r for r in version.deployed_models if self._live(r)]
-            self.store.save_model(record)
-        for endpoint in self.store.endpoints.values():
-            for deployed in endpoint.deployed_models:
-                try:
-                    model = self.registry.get(f"{deployed.model}@{deployed.model_version_id}")
-                except ApiError as error:
-                    log.warning("cannot relaunch %s: %s", deployed.id, error.message)
-                    continue
-                resources = deployed.dedicated_resources
-                machine = resources.machine_spec if resources else None
-                spec = LaunchSpec(endpoint.name or "", deployed.id or "", model, machine)
-                self._set_status(spec, 0, "Relaunching after an emulator restart.")
-                self._spawn(self._relaunch(spec))
-
-    def _live(self, ref: DeployedModelRef) -> bool:
-        """Whether a model's reference names a deployed model its endpoint still has."""
-        endpoint = self.store.endpoints.get(ref.endpoint)
-        return endpoint is not None and any(
-            m.id == ref.deployed_model_id for m in endpoint.deployed_models
-        )
-
-    async def _relaunch(self, spec: LaunchSpec) -> None:
-        try:
-            await self.deployments.launch(spec)
-        except Exception as error:
-            message = _as_api_error(error).message
-            log.warning("relaunching %s failed: %s", spec.key, message)
-            self._set_status(spec, 0, message)
-            return
-        self._set_status(spec, 1, "")
+        restart.resume(self)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.background.close()
         await self.deployments.stop_all()
 
     def ready(self, endpoint: str, deployed_model_id: str) -> Deployment:
@@ -289,7 +292,4 @@ class Rollout:
         return deployment
 
 
-def _as_api_error(error: Exception) -> ApiError:
-    if isinstance(error, ApiError):
-        return error
-    return ApiError("INTERNAL", f"The emulator failed: {type(error).__name__}: {error}")
+_as_api_error = as_api_error

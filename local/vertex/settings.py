@@ -12,12 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from local.vertex.faults import FaultConfig, parse_latency, parse_rule
+from local.vertex.fidelity import PRESETS, Fidelity, build
 
 # modeldrop's serving image (any registry, any tag) runs as `python -m serving`.
 SERVING_PATTERNS = ("*/serving", "*/serving:*", "*/modeldrop-serving", "*/modeldrop-serving:*")
 # Defaults for that image, below the emulator's environment and --deployment-env: the emulator
 # reaches deployments on loopback, so they need not listen on every interface.
 SERVING_DEFAULT_ENV = {"MODELDROP_SERVING_HOST": "127.0.0.1"}
+# Where the stack, the reliability plane and test launchers choose the fidelity without a flag:
+# they start the emulator with their own environment, so these pass through unchanged.
+FIDELITY_ENV = "MODELDROP_VERTEX_FIDELITY"
+TIME_SCALE_ENV = "MODELDROP_VERTEX_TIME_SCALE"
+RULES_ENV = "MODELDROP_VERTEX_RULES"  # KEY=VALUE;KEY=VALUE
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Settings:
     health_interval_s: float = 1.0
     faults: FaultConfig = field(default_factory=FaultConfig)
     seed: int | None = None
+    fidelity: Fidelity = field(default_factory=Fidelity)
     # The emulator's own environment, captured once: deployments inherit it (emulator hosts,
     # vLLM CPU settings) the way a container inherits its image's environment.
     base_env: Mapping[str, str] = field(default_factory=dict)
@@ -126,13 +133,49 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long before starting each deployment (slow deploys)",
     )
+    p.add_argument(
+        "--fidelity",
+        choices=PRESETS,
+        help=f"legacy (instant, forgiving; the default) or faithful (Vertex's rules and "
+        f"timings); default ${FIDELITY_ENV} or legacy",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        metavar="FACTOR",
+        help=f"multiply modelled durations (0.02 turns 15 minutes into 18 s; 0 = instant); "
+        f"default ${TIME_SCALE_ENV} or 1",
+    )
+    p.add_argument(
+        "--rule",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one rule of the preset (e.g. concurrent_ops=allow, "
+        "counted_routes=predict,rawPredict,streamRawPredict, duration.deploy_gpu=900); repeatable",
+    )
     p.add_argument("--fault-seed", type=int, help="seed for fault draws (reproducible failures)")
     p.add_argument("--seed", type=int, help="seed for generated ids and traffic routing")
     p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     return p
 
 
-def from_args(args: argparse.Namespace) -> Settings:
+def fidelity_from(args: argparse.Namespace, env: Mapping[str, str]) -> Fidelity:
+    """The preset from the flag or the environment, its time scale, and every override."""
+    preset = args.fidelity or env.get(FIDELITY_ENV) or "legacy"
+    scale_text = env.get(TIME_SCALE_ENV)
+    time_scale = args.time_scale if args.time_scale is not None else None
+    if time_scale is None and scale_text:
+        try:
+            time_scale = float(scale_text)
+        except ValueError as error:
+            raise ValueError(f"{TIME_SCALE_ENV} must be a number, not {scale_text!r}") from error
+    texts = [t for t in env.get(RULES_ENV, "").split(";") if t.strip()] + list(args.rule)
+    rules = dict(_pair(t.strip(), "--rule") for t in texts)
+    return build(preset, time_scale, rules)
+
+
+def from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Settings:
     image_map = []
     for text in args.image_map:
         pattern, command = _pair(text, "--image-map")
@@ -154,5 +197,6 @@ def from_args(args: argparse.Namespace) -> Settings:
         health_interval_s=args.health_interval,
         faults=faults,
         seed=args.seed,
-        base_env=dict(os.environ),
+        fidelity=fidelity_from(args, env),
+        base_env=dict(env),
     )

@@ -23,6 +23,8 @@ class ModelVersions(BaseModel):
     name: str
     versions: list[Model]
     next_version: int = 1
+    # Model-level labels (faithful: merged with each version's labels when a version is read).
+    labels: dict[str, str] = {}
 
 
 class Store:

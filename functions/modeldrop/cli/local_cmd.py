@@ -13,6 +13,7 @@ from modeldrop.durations import parse_duration
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from local.stack_state import Ports
+    from local.vertex.settings import parser as vertex_parser
 
     local = sub.add_parser(
         "local", help="run the whole stack on this machine (emulators + functions)"
@@ -62,10 +63,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     status = verbs.add_parser("status", help="which parts run, where, and their logs")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(handler=local_status)
+    # The emulator's own flags, parsed here (a REMAINDER after a subcommand drops leading options).
     vertex = verbs.add_parser(
-        "vertex", help="run only the Vertex AI emulator in the foreground", add_help=False
+        "vertex",
+        help="run only the Vertex AI emulator in the foreground",
+        description=vertex_parser().description,
+        parents=[vertex_parser()],
+        add_help=False,
     )
-    vertex.add_argument("vertex_args", nargs=argparse.REMAINDER)
     vertex.set_defaults(handler=local_vertex)
 
 
@@ -166,7 +171,7 @@ def local_status(ctx: Context) -> int:
 
 
 def local_vertex(ctx: Context) -> int:
-    from local.vertex.__main__ import main as vertex_main
+    from local.vertex.__main__ import run
 
-    code: int = vertex_main(list(ctx.args.vertex_args))
+    code: int = run(ctx.args)
     return code
