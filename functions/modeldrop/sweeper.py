@@ -288,21 +288,38 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
         operation=first.operation,
         details=details,
     )
-    if report.status is not Status.FAILED:
-        _after(ctx, report, endpoint)
-    once(ctx, now, result)
+    deleting = _after(ctx, now, report, endpoint) if report.status is not Status.FAILED else None
+    if deleting is None or report.command == "teardown":
+        once(ctx, now, result)
+    # else: a delete-endpoint (or undeploy-then-delete) ends when the endpoint's delete does: the
+    # request's result waits for that operation, recorded under the same request id.
     for record in report.records:
         ctx.state.forget_operation(record)
 
 
-def _after(ctx: Context, report: Report, endpoint: Endpoint | None) -> None:
-    """Follow-up work a finished request asked for: delete the endpoint once it is empty."""
+def _after(
+    ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None
+) -> str | None:
+    """Follow-up work a finished request asked for: delete the endpoint once it is empty.
+
+    Deleting an endpoint is a long-running operation of its own and Vertex refuses it while a model
+    is still deployed, so it is started only once every undeploy has ended, and recorded: the sweep
+    reports it when it ends. Returns the delete's operation name when one was started.
+    """
     then_delete = any(r.details.get("then_delete") for r in report.records)
     emptied = report.command == "teardown" and ctx.settings.delete_empty_endpoints
     if not (then_delete or emptied) or endpoint is None:
-        return
+        return None
     remaining = {d.id for d in endpoint.deployments} - {r.deployed_model_id for r in report.records}
-    if not remaining:
-        ctx.vertex.delete_endpoint(endpoint.id)
-        if then_delete:
-            ctx.state.forget_teardown(endpoint.id)
+    if remaining:
+        return None
+    rid = report.request_id if then_delete else f"{report.request_id}-delete"[:128]
+    record = OperationRecord(
+        request_id=rid, action="delete-endpoint", endpoint=endpoint.id, started_at=now, part=99
+    )
+    ctx.state.record_operation(record)
+    name = ctx.vertex.delete_endpoint(endpoint.id)
+    ctx.state.record_operation(record.model_copy(update={"operation": name}))
+    if then_delete:
+        ctx.state.forget_teardown(endpoint.id)
+    return name

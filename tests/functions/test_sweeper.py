@@ -92,7 +92,8 @@ def test_idle_deployments_are_torn_down_and_woken_while_busy_ones_stay(vertex_ur
         assert terminal(world, command["request_id"]).status is Status.READY
     t0 = datetime.now(UTC)
     predict(world, "busy-one")
-    later = t0 + timedelta(seconds=155)
+    # Past the TTL plus Monitoring's delay: the not-yet-ingested window is never read as idle.
+    later = t0 + timedelta(seconds=155 + world.settings.metrics_delay_s)
     summary = sweep(world.ctx, later)
     assert len(summary.torn_down) == 1 and summary.torn_down[0].startswith("teardown-idle-one-")
     torn = terminal(world, summary.torn_down[0], clock=lambda: later)
@@ -197,7 +198,8 @@ def test_undeploy_scale_traffic_and_delete_endpoint_end_in_one_result_each(verte
 
 
 def test_endpoints_emptied_by_the_sweep_are_deleted_when_configured(vertex_url: str) -> None:
-    """With delete_empty_endpoints, tearing down the last deployment also deletes its endpoint."""
+    """With delete_empty_endpoints, tearing down the last deployment also deletes its endpoint,
+    once the undeploy has ended (Vertex refuses to delete an endpoint that still serves)."""
     world = make_world(vertex_url, delete_empty_endpoints="true")
     registered(world, "emptied")
     command = deploy("emptied", idle_ttl="60s")
@@ -206,6 +208,9 @@ def test_endpoints_emptied_by_the_sweep_are_deleted_when_configured(vertex_url: 
     later = datetime.now(UTC) + timedelta(minutes=10)
     [teardown] = sweep(world.ctx, later).torn_down
     assert terminal(world, teardown, clock=lambda: later).status is Status.TORN_DOWN
+    # Deleting the endpoint is an operation of its own, started once the undeploy has ended.
+    deleted = terminal(world, f"{teardown}-delete"[:128], clock=lambda: later)
+    assert deleted.status is Status.SUCCEEDED and deleted.action == "delete-endpoint"
     assert world.ctx.vertex.endpoint("emptied") is None
 
 

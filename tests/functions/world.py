@@ -92,6 +92,17 @@ class World:
         return [json.loads(m.message.data) for m in response.received_messages]
 
 
+def _metrics_delay() -> str:
+    """The emulator's Monitoring delay under MODELDROP_VERTEX_FIDELITY (faithful: 60 s samples,
+    then 180 s of ingestion, scaled by MODELDROP_VERTEX_TIME_SCALE)."""
+    import os
+
+    if os.environ.get("MODELDROP_VERTEX_FIDELITY", "legacy") == "legacy":
+        return "0"
+    scale = float(os.environ.get("MODELDROP_VERTEX_TIME_SCALE", "1"))
+    return str(int(60 + 180 * scale) + 1)
+
+
 def make_world(vertex_url: str, **overrides: str) -> World:
     """Fresh buckets and topics on the running emulators; `overrides` are MODELDROP_* settings (lower-case)."""
     from google.api_core.exceptions import Conflict
@@ -111,8 +122,8 @@ def make_world(vertex_url: str, **overrides: str) -> World:
         "vertex_api_endpoint": vertex_url,
         "monitoring_api_endpoint": vertex_url,
         "deploy_grace": "0",
-        # The (legacy-preset) emulator counts a prediction the instant it is served.
-        "metrics_delay": "0",
+        # As late as the emulator plays Monitoring: its legacy preset counts a prediction at once.
+        "metrics_delay": _metrics_delay(),
     }
     env = make_env(**{**defaults, **names, **overrides})
     settings = Settings.from_env(env)
