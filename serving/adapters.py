@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from serving import weights
+from serving.errors import BadRequest
 from serving.settings import Settings
 from serving.state_store import Store, store_for
 
@@ -19,8 +20,8 @@ logger = logging.getLogger(__name__)
 RESOLVER_NAME = "modeldrop state bucket"
 
 
-class AdapterError(RuntimeError):
-    """An adapter's record or files are unusable; vLLM answers the request 400."""
+class AdapterError(BadRequest):
+    """An adapter's record or files are unusable: answered 400, as vLLM answers an adapter it cannot load."""
 
 
 class AdapterCache:
@@ -104,13 +105,16 @@ def _resolver_class() -> Any:
                 record = json.loads(raw)
                 path = await asyncio.to_thread(self.cache.fetch, record)
             except (ValueError, AdapterError, weights.WeightsError) as error:
-                # Found but unusable: vLLM turns a failed load into a 400 naming the adapter.
-                logger.warning(
-                    "adapter not loaded", extra={"adapter": lora_name, "error": str(error)}
-                )
-                return LoRARequest(lora_name=lora_name, lora_int_id=0, lora_path="/nonexistent")
+                # Found but unusable. vLLM would answer its 400 without the reason, so the request
+                # middleware answers this one (serving.errors), naming the adapter and the cause.
+                reason = error.message if isinstance(error, AdapterError) else str(error)
+                logger.warning("adapter not loaded", extra={"adapter": lora_name, "error": reason})
+                raise AdapterError(
+                    f"LoRA adapter '{lora_name}' was found but could not be loaded: {reason}",
+                    param="model",
+                ) from None
             logger.info("adapter fetched", extra={"adapter": lora_name, "path": str(path)})
-            return LoRARequest(lora_name=lora_name, lora_int_id=0, lora_path=str(path))
+            return LoRARequest(lora_name=lora_name, lora_int_id=1, lora_path=str(path))
 
     return StateBucketResolver
 

@@ -20,9 +20,9 @@ from serving import weights
 from serving.activity import Activity
 from serving.adapters import install_resolver
 from serving.engine import Phase, load
-from serving.errors import Unavailable
+from serving.errors import ServingError, Unavailable
 from serving.metrics import Metrics, shared
-from serving.request_context import RequestContext, send_error
+from serving.request_context import RequestContext, send_error, serving_error_response
 from serving.settings import Settings
 from serving.vertex_api import Predict, health
 
@@ -70,6 +70,8 @@ async def _load(app: FastAPI) -> None:
         logger.error("the engine failed to load", extra={"error": app.state.failure})
         app.state.on_fatal()
         return
+    # Before vLLM's app serves its first request, which builds its middleware from these handlers.
+    engine.app.add_exception_handler(ServingError, serving_error_response)
     app.state.engine = engine
     app.state.known_paths = frozenset(
         app.state.known_paths | {getattr(r, "path", "") for r in engine.app.routes}

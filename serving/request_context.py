@@ -107,7 +107,8 @@ class RequestContext:
         except ServingError as error:
             if status_of(error) >= 500:
                 logger.error(error.message)
-            await send_error(send_with_id, error)
+            if not responded:
+                await send_error(send_with_id, error)
         except (ClientDisconnect, OSError):
             gone = not finished  # a stream whose client went away: nothing left to send
         except Exception:
@@ -199,6 +200,14 @@ def replay(body: bytes, rest: Receive) -> Receive:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the body is larger than {limit} bytes")
+
+
+async def serving_error_response(request: Any, error: Exception) -> Any:
+    """An exception handler for vLLM's app: a ServingError raised inside a vLLM handler (a resolver's) gets its body."""
+    from fastapi.responses import JSONResponse
+
+    assert isinstance(error, ServingError)
+    return JSONResponse(error_body(error), status_code=status_of(error))
 
 
 async def send_error(send: Send, error: ServingError) -> None:
