@@ -63,8 +63,18 @@ class AdapterCache:
                     except weights.WeightsError:
                         pass
                 partial = path.with_name(path.name + ".partial")
-                bucket.blob(prefix + remote.name).download_to_filename(str(partial), checksum=None)
-                weights.verify_file(partial, remote)
+                try:
+                    blob = bucket.blob(prefix + remote.name)
+                    blob.download_to_filename(str(partial), checksum=None)
+                    weights.verify_file(partial, remote)
+                except weights.WeightsError:
+                    partial.unlink(missing_ok=True)
+                    raise
+                except Exception as error:  # the bucket's errors (missing object, denied, network)
+                    partial.unlink(missing_ok=True)
+                    raise AdapterError(
+                        f"gs://{bucket_name}/{prefix}{remote.name}: {error}"
+                    ) from None
                 partial.replace(path)
             os.utime(target)  # most recently used
             self._evict(keep=target)
@@ -103,6 +113,11 @@ def _resolver_class() -> Any:
                 return None  # vLLM answers 404, as for any unknown model
             try:
                 record = json.loads(raw)
+                if not isinstance(record, dict) or (record.get("model"), record.get("name")) != (
+                    self.model,
+                    lora_name,
+                ):
+                    raise AdapterError(f"the record is not for {self.model}/{lora_name}")
                 path = await asyncio.to_thread(self.cache.fetch, record)
             except (ValueError, AdapterError, weights.WeightsError) as error:
                 # Found but unusable. vLLM would answer its 400 without the reason, so the request
