@@ -1,4 +1,4 @@
-"""`python -m serving --model DIR|gs://...`: the entry point Vertex AI runs."""
+"""`python -m serving --model DIR|gs://... [vLLM flags]`: the entry point Vertex AI runs."""
 
 from __future__ import annotations
 
@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     logs.configure(settings.log_level)
+    if settings.unused_env:
+        logging.getLogger("serving").warning(
+            "environment variables that name no flag were not used",
+            extra={"variables": list(settings.unused_env)},
+        )
     server: DrainingServer | None = None
 
     def stop_serving() -> None:

@@ -1,20 +1,15 @@
-"""vLLM's async engine: built from the settings off the event loop, warmed up, and watched for death."""
+"""vLLM's AsyncLLM and its own OpenAI server app, built in this process for the prepared weights."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import enum
-import gc
-import inspect
 import logging
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from serving.errors import BadRequest, EngineFailure, Unavailable
-from serving.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -28,120 +23,88 @@ class Phase(enum.Enum):
     FAILED = "failed"  # weights or engine failed to load, or the engine died
 
 
-def engine_args(settings: Settings, folder: Path) -> Any:
-    """AsyncEngineArgs for the model in `folder` (only fields both supported vLLM lines share)."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-
-    fields: dict[str, Any] = dict(
-        model=str(folder),
-        served_model_name=settings.model_name,
-        dtype=settings.dtype,
-        max_model_len=settings.max_model_len,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
-        tensor_parallel_size=settings.tensor_parallel_size,
-        max_num_seqs=settings.max_num_seqs,
-        quantization=settings.quantization,
-        seed=settings.seed,
-        enforce_eager=settings.enforce_eager,
-        trust_remote_code=settings.trust_remote_code,
-        # Keeps vLLM's Prometheus metrics (running/waiting sequences, tokens, latencies) on.
-        disable_log_stats=False,
-    )
-    return AsyncEngineArgs(**fields)
-
-
 @dataclass
 class Engine:
-    """The running AsyncLLM plus what requests need from it, fetched once."""
+    """The running AsyncLLM and the vLLM server app (routes, serving classes) built around it."""
 
     client: Any
-    tokenizer: Any
-    max_model_len: int
-    vocab_size: int = 0
-
-    @classmethod
-    def start(cls, settings: Settings, folder: Path) -> Engine:
-        """Blocking (tens of seconds): call it in a worker thread so health keeps answering."""
-        from vllm.usage.usage_lib import UsageContext
-        from vllm.v1.engine.async_llm import AsyncLLM
-
-        # The API-server context gets vLLM's server defaults (batch sizes), as `vllm serve` does.
-        client = AsyncLLM.from_engine_args(
-            engine_args(settings, folder), usage_context=UsageContext.OPENAI_API_SERVER
-        )
-        tokenizer = client.get_tokenizer()
-        return cls(client, tokenizer, int(client.model_config.max_model_len))
-
-    async def finish_start(self) -> None:
-        # Some vLLM lines return the tokenizer through a coroutine.
-        if inspect.isawaitable(self.tokenizer):
-            self.tokenizer = await self.tokenizer
-        # len() of a large vocabulary can be slow on some tokenizer classes: measure it once.
-        self.vocab_size = len(self.tokenizer)
+    app: Any  # vLLM's FastAPI app: its routers, middleware, exception handlers and state
+    exit_stack: contextlib.AsyncExitStack
 
     @property
     def errored(self) -> bool:
         return bool(self.client.errored)
 
-    def encode(self, text: str, special_tokens: bool = True) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=special_tokens))
+    @property
+    def max_model_len(self) -> int:
+        return int(self.client.model_config.max_model_len)
 
-    def render_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    async def shutdown(self) -> None:
         try:
-            text = self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-        except Exception as error:  # the template's own error (e.g. roles out of order)
-            raise BadRequest(f"messages do not fit the model's chat template: {error}") from None
-        # The template writes BOS itself; the tokenizer must not add another.
-        return self.encode(str(text), special_tokens=False)
-
-    async def generate(self, prompt_ids: list[int], params: Any) -> AsyncIterator[Any]:
-        """The engine's outputs for one prompt; engine errors become ServingErrors."""
-        from vllm.v1.engine.exceptions import EngineDeadError
-
-        request_id = uuid.uuid4().hex
-        try:
-            async for output in self.client.generate(
-                {"prompt_token_ids": prompt_ids}, params, request_id
-            ):
-                yield output
-        except EngineDeadError:
-            raise Unavailable("the engine died; this replica is restarting") from None
-        except ValueError as error:  # vLLM's request validation
-            raise BadRequest(str(error)) from None
-        except Exception as error:
-            if type(error).__name__ in ("VLLMValidationError", "VLLMClientError"):
-                raise BadRequest(str(error)) from None
-            raise EngineFailure(f"generation failed: {type(error).__name__}") from error
-
-    async def warm_up(self) -> None:
-        """One short request through the whole path, so the first client does not pay for it."""
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        params = SamplingParams(
-            max_tokens=2, ignore_eos=True, output_kind=RequestOutputKind.FINAL_ONLY
-        )
-        async for _ in self.generate(self.encode("warm up"), params):
-            pass
-
-    def shutdown(self) -> None:
-        self.client.shutdown()
+            await self.exit_stack.aclose()
+        finally:
+            self.client.shutdown()
 
 
-async def load(settings: Settings, folder_task: Any) -> Engine:
-    """Prepare the weights and start the engine, each in a worker thread; then warm it up."""
+def _start_client(args: argparse.Namespace) -> Any:
+    """Blocking (tens of seconds): run in a worker thread so health keeps answering."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    # As vLLM's build_async_engine_client does it, in the API-server usage context.
+    engine_args = AsyncEngineArgs.from_cli_args(args)
+    usage = UsageContext.OPENAI_API_SERVER
+    config = engine_args.create_engine_config(usage_context=usage)
+    return AsyncLLM.from_vllm_config(
+        vllm_config=config,
+        usage_context=usage,
+        enable_log_requests=engine_args.enable_log_requests,
+        aggregate_engine_logging=engine_args.aggregate_engine_logging,
+        disable_log_stats=engine_args.disable_log_stats,
+    )
+
+
+async def build_server(client: Any, args: argparse.Namespace) -> Engine:
+    """vLLM's own app and state for `client`, as `vllm serve` builds them (build_app, init_app_state)."""
+    from vllm.entrypoints.launchers.api_server.app_state import init_app_state
+    from vllm.entrypoints.launchers.app import build_app
+
+    await client.reset_mm_cache()
+    tasks = await client.get_supported_tasks()
+    app = build_app(args, tasks, client.model_config)
+    await init_app_state(client, app.state, args, tasks)
+    stack = contextlib.AsyncExitStack()
+    # vLLM's lifespan: periodic engine stats in the log, and the startup heap frozen for the GC.
+    await stack.enter_async_context(app.router.lifespan_context(app))
+    return Engine(client, app, stack)
+
+
+async def warm_up(app: Any, model: str) -> None:
+    """One short completion through vLLM's whole HTTP path, so the first client does not pay for it."""
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
+        body = {"model": model, "prompt": "warm up", "max_tokens": 2, "ignore_eos": True}
+        response = await client.post("/v1/completions", json=body, timeout=600)
+        if response.status_code != 200:
+            raise RuntimeError(f"warm-up failed: {response.status_code} {response.text[:500]}")
+
+
+async def load(args: argparse.Namespace, folder_task: Any, model: str) -> Engine:
+    """Prepare the weights and start the engine in worker threads; then build vLLM's app, warmed up."""
     folder: Path = await asyncio.to_thread(folder_task)
-    engine = await asyncio.to_thread(Engine.start, settings, folder)
+    engine_args = argparse.Namespace(**{**vars(args), "model": str(folder)})
+    client = await asyncio.to_thread(_start_client, engine_args)
     try:
-        await engine.finish_start()
-        await engine.warm_up()
+        engine = await build_server(client, engine_args)
     except BaseException:
-        engine.shutdown()
+        client.shutdown()
         raise
-    # Everything allocated so far lives as long as the process: move it out of the collector's
-    # sight, so full collections while serving walk only what requests allocate (shorter pauses).
-    gc.collect()
-    gc.freeze()
+    try:
+        await warm_up(engine.app, model)
+    except BaseException:
+        await engine.shutdown()
+        raise
     return engine

@@ -1,4 +1,4 @@
-"""Serving errors and the one table that maps them to HTTP status codes and OpenAI-style bodies."""
+"""The container's own errors (before or around vLLM's) and the one table that maps them to HTTP codes and vLLM's error bodies."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 
 class ServingError(Exception):
-    """Root of the errors a request can end in; `kind` is the OpenAI error type."""
+    """Root of the errors the container itself answers; `kind` is the error type, named as vLLM names them."""
 
-    kind = "internal_error"
+    kind = "InternalServerError"
 
     def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
@@ -19,37 +19,31 @@ class ServingError(Exception):
 class BadRequest(ServingError):
     """The request is malformed or asks for something outside the limits; the client must change it."""
 
-    kind = "invalid_request_error"
+    kind = "BadRequestError"
 
 
 class PayloadTooLarge(ServingError):
     """The body is larger than the configured maximum."""
 
-    kind = "invalid_request_error"
+    kind = "RequestEntityTooLarge"
 
 
 class NotFound(ServingError):
     """The request names a model this container does not serve."""
 
-    kind = "not_found_error"
+    kind = "NotFoundError"
 
 
 class Unavailable(ServingError):
     """Not serving right now (loading, draining, or the engine died); the client may retry elsewhere."""
 
-    kind = "service_unavailable"
+    kind = "ServiceUnavailableError"
 
 
 class ClientGone(ServingError):
     """The client closed the connection before its answer was ready; its generation was stopped."""
 
-    kind = "client_closed_request"
-
-
-class EngineFailure(ServingError):
-    """The engine failed while generating."""
-
-    kind = "internal_error"
+    kind = "ClientClosedRequest"
 
 
 STATUS: dict[type[ServingError], int] = {
@@ -58,7 +52,6 @@ STATUS: dict[type[ServingError], int] = {
     PayloadTooLarge: 413,
     ClientGone: 499,  # nginx's code for "client closed request"; only logs and metrics see it
     Unavailable: 503,
-    EngineFailure: 500,
     ServingError: 500,
 }
 
@@ -72,7 +65,7 @@ def status_of(error: ServingError) -> int:
 
 
 def error_body(error: ServingError) -> dict[str, Any]:
-    """The OpenAI error envelope, which the openai client turns into its own exception types."""
+    """vLLM's ErrorResponse shape (OpenAI's envelope), which the openai client turns into its exception types."""
     status = status_of(error)
     return {
         "error": {

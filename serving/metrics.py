@@ -1,4 +1,4 @@
-"""Prometheus metrics of the HTTP layer; vLLM registers its engine metrics in the same registry."""
+"""Prometheus metrics of the HTTP layer; vLLM registers its engine and token metrics in the same registry."""
 
 from __future__ import annotations
 
@@ -13,8 +13,6 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 class Metrics:
     requests: Counter
     latency: Histogram
-    prompt_tokens: Counter
-    completion_tokens: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry = REGISTRY) -> Metrics:
@@ -31,12 +29,6 @@ class Metrics:
                 ["route"],
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
-            ),
-            prompt_tokens=Counter(
-                "modeldrop_serving_prompt_tokens", "Prompt tokens processed.", registry=registry
-            ),
-            completion_tokens=Counter(
-                "modeldrop_serving_completion_tokens", "Tokens generated.", registry=registry
             ),
         )
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-ENV_PREFIX = "MODELDROP_SERVING_"
-DTYPES = ("auto", "bfloat16", "float16", "float32", "half", "float")
+from serving import flags
 
 
 class SettingsError(ValueError):
@@ -63,106 +61,6 @@ class Vertex:
         )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Everything the container needs, validated; build it with `Settings.load(argv, env)`."""
-
-    model: str
-    vertex: Vertex = field(default_factory=Vertex)
-    served_model_name: str | None = None
-    host: str = "0.0.0.0"  # Vertex reaches the container on all interfaces
-    port: int = 8080
-    # engine
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    max_num_seqs: int | None = None
-    quantization: str | None = None
-    seed: int = 0
-    enforce_eager: bool = False
-    trust_remote_code: bool = False
-    allow_unsafe_weights: bool = False
-    # weights
-    cache_dir: Path = Path(tempfile.gettempdir()) / "modeldrop-weights"
-    download_workers: int = 8
-    # limits
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_instances: int = 64
-    max_tokens_limit: int = 4096
-    default_max_tokens: int = 256
-    max_n: int = 8
-    # lifecycle and logs
-    drain_grace_s: float = 30.0
-    log_level: str = "INFO"
-
-    @property
-    def model_name(self) -> str:
-        """The name clients put in `model` and /v1/models lists."""
-        if self.served_model_name:
-            return self.served_model_name
-        parts = [part for part in self.model.split("/") if part and part != "gs:"]
-        # The weights bucket layout is models/<model>/<version>/: name the model, not the version.
-        if len(parts) >= 3 and parts[-3] == "models":
-            return parts[-2]
-        return parts[-1] if parts else self.model
-
-    @classmethod
-    def load(
-        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
-    ) -> Settings:
-        """Parse flags, then fill what they leave out from MODELDROP_SERVING_* and AIP_* variables."""
-        args = vars(_parser().parse_args(argv))
-        vertex = Vertex.from_env(env)
-        values: dict[str, Any] = {}
-        for option in OPTIONS:
-            env_name = ENV_PREFIX + option.name.upper()
-            if args.get(option.name) is not None:
-                raw, source = args[option.name], "--" + option.name.replace("_", "-")
-            elif env.get(env_name, "").strip():
-                raw, source = env[env_name].strip(), env_name
-            else:
-                continue
-            values[option.name] = option.parse(raw, source) if isinstance(raw, str) else raw
-        model = values.pop("model", None) or vertex.storage_uri
-        if not model:
-            raise SettingsError(
-                "no model: pass --model DIR|gs://BUCKET/PATH, or set "
-                f"{ENV_PREFIX}MODEL or AIP_STORAGE_URI"
-            )
-        values.setdefault("port", vertex.http_port)
-        settings = cls(model=model, vertex=vertex, **values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Refuse combinations no engine could serve, naming the setting."""
-        if not (0.0 < self.gpu_memory_utilization <= 1.0):
-            raise SettingsError(
-                f"gpu-memory-utilization must be in (0, 1], got {self.gpu_memory_utilization}"
-            )
-        if self.dtype not in DTYPES:
-            raise SettingsError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.default_max_tokens > self.max_tokens_limit:
-            raise SettingsError(
-                f"default-max-tokens ({self.default_max_tokens}) exceeds "
-                f"max-tokens-limit ({self.max_tokens_limit})"
-            )
-        if not self.model.startswith("gs://") and "://" in self.model:
-            raise SettingsError(f"model must be a local folder or gs:// URI, got {self.model!r}")
-
-
-@dataclass(frozen=True)
-class Option:
-    name: str
-    parse_text: Callable[[str, str], Any]
-    help: str
-    is_switch: bool = False
-
-    def parse(self, raw: str, source: str) -> Any:
-        return self.parse_text(raw, source)
-
-
 def _int(minimum: int) -> Callable[[str, str], int]:
     def parse(raw: str, source: str) -> int:
         try:
@@ -174,46 +72,6 @@ def _int(minimum: int) -> Callable[[str, str], int]:
         return value
 
     return parse
-
-
-def _float(raw: str, source: str) -> float:
-    try:
-        return float(raw)
-    except ValueError:
-        raise SettingsError(f"{source} must be a number, got {raw!r}") from None
-
-
-def _positive_float(raw: str, source: str) -> float:
-    value = _float(raw, source)
-    if value <= 0:
-        raise SettingsError(f"{source} must be positive, got {raw!r}")
-    return value
-
-
-def _bool(raw: str, source: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise SettingsError(f"{source} must be true or false, got {raw!r}")
-
-
-def _text(raw: str, source: str) -> str:
-    return raw
-
-
-def _path(raw: str, source: str) -> Path:
-    return Path(raw)
-
-
-def _level(raw: str, source: str) -> str:
-    level = raw.upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(
-            f"{source} must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}"
-        )
-    return level
 
 
 def _port(raw: str, source: str) -> int:
@@ -229,65 +87,105 @@ def _route(raw: str, source: str) -> str:
     return raw
 
 
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "model", _text, "weights: a local folder or gs://BUCKET/PATH (default: AIP_STORAGE_URI)"
-    ),
-    Option(
-        "served_model_name",
-        _text,
-        "model name clients use (default: <model> of .../models/<model>/<version>, else the folder name)",
-    ),
-    Option("host", _text, "address to listen on (default 0.0.0.0)"),
-    Option("port", _port, "port to listen on (default: AIP_HTTP_PORT or 8080)"),
-    Option("dtype", _text, "weights and activations dtype (default auto)"),
-    Option("max_model_len", _int(16), "context length (default: the model's)"),
-    Option("gpu_memory_utilization", _float, "share of GPU memory vLLM may take (default 0.9)"),
-    Option("tensor_parallel_size", _int(1), "GPUs to shard the model over (default 1)"),
-    Option("max_num_seqs", _int(1), "most sequences in one batch (default: vLLM's)"),
-    Option("quantization", _text, "quantization method, e.g. awq, gptq, fp8 (default none)"),
-    Option("seed", _int(0), "engine random seed (default 0)"),
-    Option("enforce_eager", _bool, "skip CUDA graphs (default false)", is_switch=True),
-    Option(
-        "trust_remote_code",
-        _bool,
-        "run code shipped with the model (default false)",
-        is_switch=True,
-    ),
-    Option(
-        "allow_unsafe_weights",
-        _bool,
-        "load pickle-based weights (.bin/.pt) as well as safetensors (default false)",
-        is_switch=True,
-    ),
-    Option("cache_dir", _path, "where gs:// weights are downloaded"),
-    Option("download_workers", _int(1), "parallel downloads from gs:// (default 8)"),
-    Option("max_body_bytes", _int(1024), "largest request body accepted (default 4 MiB)"),
-    Option("max_instances", _int(1), "most instances in one predict request (default 64)"),
-    Option("max_tokens_limit", _int(1), "largest max_tokens a request may ask for (default 4096)"),
-    Option("default_max_tokens", _int(1), "max_tokens when a request gives none (default 256)"),
-    Option("max_n", _int(1), "largest n (choices per prompt) a request may ask for (default 8)"),
-    Option(
-        "drain_grace_s",
-        _positive_float,
-        "seconds in-flight requests get after SIGTERM (default 30)",
-    ),
-    Option("log_level", _level, "log level (default INFO)"),
-)
+@dataclass(frozen=True)
+class Settings:
+    """Everything the container needs, validated; build it with `Settings.load(argv, env)`.
 
+    `args` is vLLM's own namespace (every engine and server option, as `vllm serve` parses them);
+    the other fields are the container's: Vertex's variables, limits, weights and state.
+    """
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m serving",
-        description="Serve a model on vLLM's async engine behind Vertex AI's container contract "
-        "and the OpenAI API. Every flag can also be set as MODELDROP_SERVING_<FLAG>.",
-    )
-    for option in OPTIONS:
-        flag = "--" + option.name.replace("_", "-")
-        if option.is_switch:
-            parser.add_argument(
-                flag, action="store_const", const=True, default=None, help=option.help
+    args: argparse.Namespace
+    model: str  # where the weights are: a local folder or gs://
+    vertex: Vertex = field(default_factory=Vertex)
+    host: str = "0.0.0.0"  # Vertex reaches the container on all interfaces
+    port: int = 8080
+    allow_unsafe_weights: bool = False
+    cache_dir: Path = Path("/tmp/modeldrop-weights")
+    download_workers: int = 8
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_json_depth: int = 64
+    max_instances: int = 64
+    drain_grace_s: float = 30.0
+    log_level: str = "INFO"
+    unused_env: tuple[str, ...] = ()
+    # activity records and adapters (CONTRACTS.md)
+    state_bucket: str | None = None
+    activity_period_s: float = 30.0
+    replica: str = "replica"
+    model_key: str | None = None  # MODELDROP_MODEL: the registry's model name, for adapters
+    adapter_cache_size: int = 16
+
+    @property
+    def model_name(self) -> str:
+        """The name clients put in `model` and /v1/models lists (the first served name)."""
+        names = self.args.served_model_name
+        return str(names[0]) if names else served_name(self.model)
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return bool(self.args.trust_remote_code)
+
+    @classmethod
+    def load(
+        cls, argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
+    ) -> Settings:
+        """Parse MODELDROP_SERVING_* variables, then the command line (which wins), with vLLM's parser."""
+        vertex = Vertex.from_env(env)
+        try:
+            from_env, unused = flags.env_argv(flags.parser(), env)
+            args = flags.parse([*from_env, *(sys.argv[1:] if argv is None else argv)])
+        except flags.FlagError as error:
+            raise SettingsError(str(error)) from None
+        model = args.model_tag or args.model or vertex.storage_uri
+        if not model:
+            raise SettingsError(
+                "no model: pass --model DIR|gs://BUCKET/PATH, or set "
+                f"{flags.ENV_PREFIX}MODEL or AIP_STORAGE_URI"
             )
-        else:
-            parser.add_argument(flag, default=None, help=option.help)
-    return parser
+        if not model.startswith("gs://") and "://" in model:
+            raise SettingsError(f"model must be a local folder or gs:// URI, got {model!r}")
+        if not args.served_model_name:
+            args.served_model_name = [served_name(model)]
+        args.model_tag = None
+        args.port = args.port or vertex.http_port
+        period = env.get("MODELDROP_ACTIVITY_PERIOD", "").strip()
+        return cls(
+            args=args,
+            model=model,
+            vertex=vertex,
+            host=args.host or "0.0.0.0",
+            port=int(args.port),
+            allow_unsafe_weights=args.allow_unsafe_weights,
+            cache_dir=Path(args.cache_dir),
+            download_workers=args.download_workers,
+            max_body_bytes=args.max_body_bytes,
+            max_json_depth=args.max_json_depth,
+            max_instances=args.max_instances,
+            drain_grace_s=args.drain_grace_s,
+            log_level=str(getattr(args, "log_level", None) or "INFO"),  # vLLM's --log-level
+            unused_env=tuple(unused),
+            state_bucket=env.get("MODELDROP_STATE_BUCKET", "").strip() or None,
+            activity_period_s=_period(period) if period else 30.0,
+            replica=env.get("MODELDROP_REPLICA_ID", "").strip() or os.uname().nodename,
+            model_key=env.get("MODELDROP_MODEL", "").strip() or None,
+            adapter_cache_size=args.adapter_cache_size,
+        )
+
+
+def served_name(model: str) -> str:
+    """models/<model>/<version> serves as <model>; another path as its last part."""
+    parts = [part for part in model.split("/") if part and part != "gs:"]
+    if len(parts) >= 3 and parts[-3] == "models":
+        return parts[-2]
+    return parts[-1] if parts else model
+
+
+def _period(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"MODELDROP_ACTIVITY_PERIOD must be seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"MODELDROP_ACTIVITY_PERIOD must be positive, got {raw!r}")
+    return value

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.engine
 PREDICT = "/v1/endpoints/123/deployedModels/456:predict"
 HEALTH = "/v1/endpoints/123/deployedModels/456"
 MAX_MODEL_LEN = 512
+STATE = Path(tempfile.mkdtemp(prefix="modeldrop-state-"))
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,11 @@ def server(
         "AIP_STORAGE_URI": str(tiny_model),
         "MODELDROP_SERVING_MAX_MODEL_LEN": str(MAX_MODEL_LEN),
         "MODELDROP_SERVING_MAX_INSTANCES": "8",
-        "MODELDROP_SERVING_MAX_TOKENS_LIMIT": "256",
-        "MODELDROP_SERVING_MAX_N": "4",
         "MODELDROP_SERVING_MAX_BODY_BYTES": "65536",
         "MODELDROP_SERVING_MAX_NUM_SEQS": "64",
+        "MODELDROP_STATE_BUCKET": str(STATE),
+        "MODELDROP_ACTIVITY_PERIOD": "1",
+        "MODELDROP_REPLICA_ID": "replica-0",
     }
     log = tmp_path_factory.mktemp("serving") / "serving.log"
     running = launch(["--served-model-name", "tiny"], log, env=env, health_route=HEALTH)
@@ -200,35 +203,44 @@ def test_concurrent_requests_run_together(server: Any) -> None:
     ("path", "body", "status", "needle"),
     [
         (PREDICT, {"instances": ["a"] * 9}, 400, "at most 8"),
-        (PREDICT, {"instances": ["a"], "parameters": {"max_tokens": 257}}, 400, "max_tokens"),
-        (PREDICT, {"instances": ["a"], "parameters": {"n": 5}}, 400, "n is 5"),
+        (PREDICT, {"instances": ["a"], "parameters": {"max_tokens": 600}}, 400, "max_tokens"),
+        (PREDICT, {"instances": ["a"], "parameters": {"stream": True}}, 400, "stream"),
+        (PREDICT, {"instances": ["a"], "parameters": {"bogus": 1}}, 400, "bogus"),
         (PREDICT, {"instances": [{"prompt": 7}]}, 400, "instances"),
         (PREDICT, {"instances": []}, 400, "instances"),
         (PREDICT, {"instances": ["a"], "extra": 1}, 400, "extra"),
         (PREDICT, {"hello": "world"}, 400, '"instances"'),
+        (PREDICT, {"prompt": "hi", "bogus": 1}, 400, "bogus"),
         ("/v1/completions", {"prompt": "the " * 600}, 400, "maximum context length"),
-        ("/v1/completions", {"prompt": "the model", "max_tokens": 500}, 400, "256"),
+        ("/v1/completions", {"prompt": "the model", "max_tokens": 600}, 400, "max_tokens"),
         ("/v1/completions", {"prompt": "hi", "max_tokens": "ten"}, 400, "max_tokens"),
         ("/v1/completions", {"prompt": "hi", "temperature": -1}, 400, "temperature"),
         ("/v1/completions", {"prompt": ""}, 400, "prompt"),
-        ("/v1/completions", {"prompt": "hi", "model": "other"}, 404, "not served"),
-        ("/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+        ("/v1/completions", {"prompt": "hi", "bogus": 1}, 400, "bogus"),
+        ("/v1/completions", {"prompt": "hi", "model": "other"}, 404, "does not exist"),
         ("/v1/chat/completions", {"messages": "hi"}, 400, "messages"),
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
     http: httpx.Client, path: str, body: dict[str, object], status: int, needle: str
 ) -> None:
-    """Out-of-limit or malformed bodies get a 4xx OpenAI-style error naming the problem."""
+    """Out-of-limit, malformed or unknown-field bodies get vLLM's 4xx error shape naming the problem."""
     response = http.post(path, json=body)
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert needle in error["message"] or needle == error["param"], error
+    assert needle in error["message"] or needle in str(error["param"]), error
     assert error["code"] == status
 
 
 def test_malformed_json_and_oversized_bodies_are_refused(http: httpx.Client) -> None:
-    """Broken JSON and a JSON array get 400; bodies over the limit get 413, chunked or not."""
+    """Broken JSON, a JSON array and thousands of nesting levels get 400 on every route; too big gets 413."""
+    for path in (PREDICT, "/v1/completions", "/v1/chat/completions", "/tokenize"):
+        deep = http.post(
+            path,
+            content=b'{"prompt": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert deep.status_code == 400 and "levels deep" in deep.json()["error"]["message"]
     broken = http.post(
         PREDICT, content=b'{"instances": [', headers={"content-type": "application/json"}
     )
@@ -276,7 +288,7 @@ def test_metrics_expose_http_and_engine_metrics(http: httpx.Client) -> None:
         text,
         re.M,
     )
-    assert re.search(r"^modeldrop_serving_completion_tokens_total [1-9]", text, re.M)
+    assert re.search(r"^vllm:generation_tokens_total\{[^}]*\} [1-9]", text, re.M)
     assert "modeldrop_serving_request_duration_seconds_bucket" in text
     assert re.search(r"^vllm:num_requests_running\{", text, re.M)
     assert re.search(r"^vllm:num_requests_waiting\{", text, re.M)
@@ -284,10 +296,10 @@ def test_metrics_expose_http_and_engine_metrics(http: httpx.Client) -> None:
 
 def test_a_client_that_disconnects_stops_its_generation(server: Any, http: httpx.Client) -> None:
     """A non-streaming client that gives up is answered 499 in the metrics: its generation was cancelled."""
-    # 8 prompts x 4 choices x 256 tokens: seconds of work on the CPU engine, far past the timeout.
-    body = {"prompt": ["the model"] * 8, "n": 4, "max_tokens": 256, "ignore_eos": True}
+    # 16 prompts x 4 choices x 480 tokens: seconds of work on the CPU engine, far past the timeout.
+    body = {"prompt": ["the model"] * 16, "n": 4, "max_tokens": 480, "ignore_eos": True}
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(server.url + "/v1/completions", json=body, timeout=0.3)
+        httpx.post(server.url + "/v1/completions", json=body, timeout=0.2)
     pattern = r'^modeldrop_serving_requests_total\{route="/v1/completions",status="499"\} ([0-9.]+)'
     deadline = time.monotonic() + 10
     found: list[str] = []
@@ -296,6 +308,48 @@ def test_a_client_that_disconnects_stops_its_generation(server: Any, http: httpx
         time.sleep(0.1)
     assert found and float(found[0]) >= 1
     assert http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2}).status_code == 200
+
+
+def test_a_stream_cut_by_the_client_is_logged_499(server: Any) -> None:
+    """A streaming client that leaves mid-stream is logged (and counted) 499, as a non-streamed one is."""
+    body = {"prompt": "the model", "max_tokens": 400, "ignore_eos": True, "stream": True}
+    headers = {"X-Request-Id": "cut-stream-1"}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        with http.stream("POST", "/v1/completions", json=body, headers=headers) as stream:
+            next(line for line in stream.iter_lines() if line.startswith("data: "))
+    deadline = time.monotonic() + 15
+    statuses: list[int] = []
+    while time.monotonic() < deadline and not statuses:
+        statuses = [
+            json.loads(line)["httpRequest"]["status"]
+            for line in server.log().splitlines()
+            if "cut-stream-1" in line and "httpRequest" in line
+        ]
+        time.sleep(0.1)
+    assert statuses == [499]
+
+
+def test_activity_records_count_every_route(http: httpx.Client) -> None:
+    """The replica's activity record (a local folder as the bucket) counts requests and ends with none in flight."""
+    path = STATE / "activity" / "123" / "456" / "replica-0.json"
+    before = json.loads(path.read_text())
+    assert (
+        http.post(PREDICT, json={"instances": ["x"], "parameters": {"max_tokens": 1}}).status_code
+        == 200
+    )
+    deadline = time.monotonic() + 10
+    record = before
+    while time.monotonic() < deadline and record["requests"] <= before["requests"]:
+        time.sleep(0.2)
+        record = json.loads(path.read_text())
+    assert record["requests"] > before["requests"]
+    assert record["in_flight"] == 0
+    assert (record["endpoint_id"], record["deployed_model_id"], record["replica"]) == (
+        "123",
+        "456",
+        "replica-0",
+    )
+    assert record["last_request_at"].endswith("Z") and record["written_at"] >= record["started_at"]
 
 
 def test_health_turns_503_when_the_engine_dies(server: Any, http: httpx.Client) -> None:
