@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint fmt typecheck demo up down status bench-serving schemas lock clean
+.PHONY: setup check test lint fmt typecheck demo up down status bench-serving schemas lock clean
 
 $(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh scripts/cached_env.sh
 	bash scripts/bootstrap.sh
@@ -23,6 +23,9 @@ fmt: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+
+check: setup lint ## the inner loop: lint, types, unit and contract tests without the vLLM engine (~3 min)
+	$(PY) -m pytest -m "not engine" -q tests/functions tests/cli tests/serving tests/terraform $(PYTEST_ARGS)
 
 test: setup lint ## every test: unit, contract (real SDKs over the wire), engine, end to end
 	$(PY) -m pytest $(PYTEST_ARGS)

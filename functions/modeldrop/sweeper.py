@@ -297,9 +297,7 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
         ctx.state.forget_operation(record)
 
 
-def _after(
-    ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None
-) -> str | None:
+def _after(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None) -> str | None:
     """Follow-up work a finished request asked for: delete the endpoint once it is empty.
 
     Deleting an endpoint is a long-running operation of its own and Vertex refuses it while a model

@@ -282,6 +282,7 @@ def test_every_response_and_log_line_carries_the_request_id(
 
 def test_metrics_expose_http_and_engine_metrics(http: httpx.Client) -> None:
     """/metrics has our request counters and token counts next to vLLM's engine gauges."""
+    assert http.post("/v1/completions", json={"prompt": "hi", "max_tokens": 2}).status_code == 200
     text = http.get("/metrics").text
     assert re.search(
         r'^modeldrop_serving_requests_total\{route="/v1/completions",status="200"\} [1-9]',
@@ -312,7 +313,15 @@ def test_a_client_that_disconnects_stops_its_generation(server: Any, http: httpx
 
 def test_a_stream_cut_by_the_client_is_logged_499(server: Any) -> None:
     """A streaming client that leaves mid-stream is logged (and counted) 499, as a non-streamed one is."""
-    body = {"prompt": "the model", "max_tokens": 400, "ignore_eos": True, "stream": True}
+    # Far more than a socket's buffers hold (16 x 4 x 480 chunks), so the stream cannot have been
+    # written out whole before the client leaves, however slowly the client reads on a loaded machine.
+    body = {
+        "prompt": ["the model"] * 16,
+        "n": 4,
+        "max_tokens": 480,
+        "ignore_eos": True,
+        "stream": True,
+    }
     headers = {"X-Request-Id": "cut-stream-1"}
     with httpx.Client(base_url=server.url, timeout=60) as http:
         with http.stream("POST", "/v1/completions", json=body, headers=headers) as stream:

@@ -31,7 +31,6 @@ def test_weights_from_gs_serve_and_sigterm_drains_in_flight_requests(
         "AIP_STORAGE_URI": "gs://weights-serving/models/tiny/v1",
         "MODELDROP_SERVING_CACHE_DIR": str(tmp_path / "cache"),
         "MODELDROP_SERVING_MAX_MODEL_LEN": "2048",
-        "MODELDROP_SERVING_MAX_TOKENS_LIMIT": "2000",
         "MODELDROP_SERVING_DRAIN_GRACE_S": "60",
     }
     server = launch([], tmp_path / "serving.log", env=env)
