@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from modeldrop import deploying, endpoint_changes
+from modeldrop.command_queue import QueueEntry
 from modeldrop.commands import (
     Command,
     DeleteEndpoint,
@@ -20,13 +22,16 @@ from modeldrop.commands import (
     peek,
 )
 from modeldrop.context import Context
-from modeldrop.errors import ConflictError, PermanentError
+from modeldrop.errors import PermanentError, TransientError
 from modeldrop.events import PubSubMessage
 from modeldrop.layout import VersionFolder
+from modeldrop.queue_rules import superseded_by
 from modeldrop.reporting import finish, once
 from modeldrop.results import Result, Status
 from modeldrop.state import RequestRecord, RequestState
 from modeldrop.uploads import register
+
+log = logging.getLogger(__name__)
 
 
 def on_message(message: PubSubMessage, ctx: Context, now: datetime) -> Result | None:
@@ -50,13 +55,17 @@ def on_message(message: PubSubMessage, ctx: Context, now: datetime) -> Result | 
 
 
 def execute(command: Command, ctx: Context, now: datetime, message_id: str = "") -> Result | None:
-    """Claim the request, take the endpoint's lease, start the work; transient errors propagate.
+    """Claim the request, take the endpoint's lease, start the work or queue it; transient errors propagate.
 
     The lease holder names the request *and* the Pub/Sub message: a redelivery of the same message
     (its attempt crashed, or timed out — the ack deadline outlasts the function's timeout, so never
     while it still runs) takes the lease straight back, while a second publish of the same request
     arriving at the same time finds the lease held, raises ConflictError, and on its retry finds the
-    request finished and changes nothing.
+    request handled and changes nothing.
+
+    Busy is not an error: a command for an endpoint with an operation in flight (or older commands
+    waiting) joins the endpoint's queue, is answered `queued` and acknowledged, and starts when its
+    turn comes — here, when a later command finds the endpoint free, or in the sweep.
     """
     endpoint = None if isinstance(command, Register) else _endpoint_of(command)
     record = RequestRecord(
@@ -69,13 +78,9 @@ def execute(command: Command, ctx: Context, now: datetime, message_id: str = "")
     )
     prior = ctx.state.claim(record)
     if prior is not None and prior.state is not RequestState.STARTED:
-        return None  # a duplicate: its operation is recorded or its result is out
-    base: dict[str, Any] = {
-        "request_id": command.request_id,
-        "kind": "command",
-        "action": command.action,
-        "endpoint": endpoint,
-    }
+        return None  # a duplicate: it is queued, its operation is recorded, or its result is out
+    record = prior or record  # the first claim's time names the queue entry, whoever writes it
+    base = _base(command.request_id, command.action, endpoint)
     if isinstance(command, Register):
         folder = VersionFolder(
             command.bucket or ctx.settings.weights_bucket, command.model, command.version
@@ -91,21 +96,124 @@ def execute(command: Command, ctx: Context, now: datetime, message_id: str = "")
         current = ctx.state.request(command.request_id)
         if current is not None and current.state is not RequestState.STARTED:
             return None
+        started, blocked = drain(ctx, endpoint, now)  # commands that came first go first
+        if command.request_id in started:  # queued by an attempt that crashed before answering
+            return started[command.request_id]
+        if blocked or _busy(ctx, endpoint, command.request_id):
+            return _enqueue(ctx, command, endpoint, record, base)
+        return _run(command, ctx, now, record, base)
+
+
+def drain(ctx: Context, endpoint: str, now: datetime) -> tuple[dict[str, Result], bool]:
+    """Start the endpoint's queued commands, oldest first, while no operation runs on it.
+
+    The caller holds the endpoint's lease. Returns the results by request id, and whether commands
+    are left waiting (an operation runs again, or Vertex failed transiently: logged, and the queue
+    is tried again on the next command or sweep).
+    """
+    started: dict[str, Result] = {}
+    for entry in ctx.state.queue.entries(endpoint):
+        if _busy(ctx, endpoint, entry.request_id):
+            return started, True
+        record = ctx.state.request(entry.request_id)
+        if record is not None and record.state in (RequestState.RECORDED, RequestState.DONE):
+            ctx.state.queue.remove(entry)  # it started before a crash left its entry behind
+            continue
+        record = record or _queued_record(entry)
+        base = _base(entry.request_id, entry.action, endpoint)
         try:
-            _not_busy(ctx, endpoint, command.request_id)
-            result = _dispatch(command, ctx, now, base)
-        except PermanentError as error:
-            result = _failed(base, error)
-        # Recorded before the lease is released, so the next holder sees this request as handled.
-        if result.terminal:
-            return finish(ctx, record, result)
-        ctx.publisher.publish_result(result)
-        ctx.state.update_request(
-            record.model_copy(
-                update={"state": RequestState.RECORDED, "operation": result.operation}
-            )
+            result = _run(parse_command(entry.command), ctx, now, record, base)
+        except PermanentError as error:  # the entry no longer parses (written by another release)
+            result = finish(ctx, record, _failed(base, error))
+        except TransientError as error:
+            log.warning("queued %s on %s left for later: %s", entry.request_id, endpoint, error)
+            return started, True
+        ctx.state.queue.remove(entry)
+        started[entry.request_id] = result
+    return started, False
+
+
+def _run(
+    command: Command, ctx: Context, now: datetime, record: RequestRecord, base: dict[str, Any]
+) -> Result:
+    """Start the command's work (the caller holds the lease and the endpoint is free)."""
+    try:
+        result = _dispatch(command, ctx, now, base)
+    except PermanentError as error:
+        result = _failed(base, error)
+    # Recorded before the lease is released, so the next holder sees this request as handled.
+    if result.terminal:
+        return finish(ctx, record, result)
+    ctx.publisher.publish_result(result)
+    ctx.state.update_request(
+        record.model_copy(update={"state": RequestState.RECORDED, "operation": result.operation})
+    )
+    return result
+
+
+def _enqueue(
+    ctx: Context, command: Command, endpoint: str, record: RequestRecord, base: dict[str, Any]
+) -> Result:
+    """Queue the command behind what runs and waits on the endpoint, ending what it makes moot."""
+    ahead = []
+    for entry in ctx.state.queue.entries(endpoint):
+        if entry.request_id == command.request_id:
+            continue
+        older = ctx.state.request(entry.request_id)
+        if older is not None and older.state in (RequestState.RECORDED, RequestState.DONE):
+            continue  # started already; the next drain clears its entry
+        try:
+            why = superseded_by(parse_command(entry.command), command)
+        except PermanentError:
+            why = None
+        if why is None:
+            ahead.append(entry.request_id)
+            continue
+        superseded = Result(
+            status=Status.SUPERSEDED,
+            message=f"superseded by {command.request_id} before it started ({why}): not acted on",
+            details={"superseded_by": command.request_id},
+            **_base(entry.request_id, entry.action, endpoint),
         )
-        return result
+        finish(ctx, older or _queued_record(entry), superseded)
+        ctx.state.queue.remove(entry)
+    ctx.state.queue.add(
+        QueueEntry(
+            request_id=command.request_id,
+            endpoint=endpoint,
+            action=command.action,
+            arrived_at=record.at,
+            command=command.model_dump(mode="json", exclude_unset=True),
+        )
+    )
+    running = sorted({r.request_id for r in ctx.state.operations(endpoint)})
+    waits = [f"{', '.join(running)} running"] if running else []
+    waits += [f"{len(ahead)} queued before it"] if ahead else []
+    queued = Result(
+        status=Status.QUEUED,
+        message=f"{endpoint} is busy ({'; '.join(waits) or 'an operation ending'}): "
+        f"this {command.action} starts when they end",
+        details={"running": running, "ahead": ahead},
+        **base,
+    )
+    ctx.publisher.publish_result(queued)
+    ctx.state.update_request(record.model_copy(update={"state": RequestState.QUEUED}))
+    return queued
+
+
+def _queued_record(entry: QueueEntry) -> RequestRecord:
+    return RequestRecord(
+        request_id=entry.request_id,
+        kind="command",
+        action=entry.action,
+        state=RequestState.QUEUED,
+        endpoint=entry.endpoint,
+        at=entry.arrived_at,
+    )
+
+
+def _base(request_id: str, action: str, endpoint: str | None) -> dict[str, Any]:
+    return {"request_id": request_id, "kind": "command", "action": action, "endpoint": endpoint}
 
 
 def _unreadable(message: PubSubMessage, error: PermanentError) -> Result:
@@ -147,7 +255,7 @@ def gave_up(data: bytes, attributes: Mapping[str, str]) -> Result | None:
         action=found.action,
         status=Status.FAILED,
         message=f"gave up after {attempts} delivery attempts: the command kept failing with "
-        "transient errors (Vertex busy or unavailable, or the endpoint held) and was dead-lettered",
+        "transient errors (Vertex unavailable, or the endpoint's lease held) and was dead-lettered",
         reasons=["dead-lettered: publish the command again (a new request_id) to retry"],
     )
 
@@ -172,13 +280,9 @@ def _dispatch(command: Command, ctx: Context, now: datetime, base: dict[str, Any
     raise TypeError(f"no handler for {command.action}")
 
 
-def _not_busy(ctx: Context, endpoint: str, request_id: str) -> None:
-    """One operation at a time per endpoint: Vertex splits traffic only over what is deployed."""
-    others = sorted(
-        {r.request_id for r in ctx.state.operations(endpoint) if r.request_id != request_id}
-    )
-    if others:
-        raise ConflictError(f"endpoint {endpoint} is busy with {', '.join(others)}; retrying later")
+def _busy(ctx: Context, endpoint: str, request_id: str) -> bool:
+    """One operation at a time per endpoint: an operation recorded by another request is running."""
+    return any(r.request_id != request_id for r in ctx.state.operations(endpoint))
 
 
 def _endpoint_of(command: Command) -> str:

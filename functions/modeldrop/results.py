@@ -17,17 +17,21 @@ class Status(StrEnum):
 
     ACCEPTED = "accepted"  # progress: the command parsed; work has started
     PROGRESS = "progress"  # progress: a step of long work (operation running, files checked)
+    QUEUED = "queued"  # progress: the endpoint is busy; the command starts when its turn comes
     REGISTERED = "registered"  # terminal: an upload became a new model version
     REJECTED = "rejected"  # terminal: an upload was refused; `reasons` lists every problem
     READY = "ready"  # terminal: a deploy finished and the deployment serves
     SUCCEEDED = "succeeded"  # terminal: undeploy, scale, traffic, delete-endpoint, wake done
     FAILED = "failed"  # terminal: the command could not be carried out; `reasons` says why
     DROPPED = "dropped"  # terminal: the event was older than the maximum age and was not acted on
+    SUPERSEDED = (
+        "superseded"  # terminal: a newer command made this queued one moot before it started
+    )
     TORN_DOWN = "torn_down"  # terminal: the sweep undeployed an idle deployment
 
     @property
     def terminal(self) -> bool:
-        return self not in (Status.ACCEPTED, Status.PROGRESS)
+        return self not in (Status.ACCEPTED, Status.PROGRESS, Status.QUEUED)
 
 
 Kind = Literal["command", "upload", "sweep"]

@@ -8,6 +8,7 @@
 - `operations/<endpoint>/<request_id>.<part>.json`: an in-flight Vertex operation the sweep follows,
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
+- `queue/<endpoint>/...`: commands that arrived while their endpoint was busy (command_queue.py).
 - `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
 - `uploads/<model>/<version>.json`: a version folder that is not complete yet, so the sweep judges it
   again when no further file arrives (an abandoned upload is rejected, never left waiting).
@@ -24,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from modeldrop.command_queue import CommandQueue
 from modeldrop.errors import ConflictError
 from modeldrop.storage import Storage
 
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 class RequestState(StrEnum):
     STARTED = "started"  # claimed; the operation may or may not have started on Vertex
+    QUEUED = "queued"  # waiting in its endpoint's queue (queue/<endpoint>/); nothing started yet
     RECORDED = "recorded"  # its Vertex operation is recorded; the sweep reports the end
     DONE = "done"  # its terminal result is published
 
@@ -93,6 +96,7 @@ class StateStore:
     def __init__(self, storage: Storage, bucket: str) -> None:
         self._storage = storage
         self._bucket = bucket
+        self.queue = CommandQueue(storage, bucket)
 
     # Leases -----------------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from modeldrop import activity, labels, reconcile, traffic
 from modeldrop.context import Context
 from modeldrop.errors import ConflictError, ModeldropError, TransientError
-from modeldrop.executor import gave_up
+from modeldrop.executor import drain, gave_up
 from modeldrop.reconcile import Action, Idleness, Report
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status
-from modeldrop.state import OperationRecord, Teardown
+from modeldrop.state import OperationRecord, RequestState, Teardown
 from modeldrop.uploads import judge_pending
 from modeldrop.vertex import Endpoint
 
@@ -37,6 +37,7 @@ class Summary:
     torn_down: list[str] = field(default_factory=list)
     stale_leases_cleared: list[str] = field(default_factory=list)
     dead_letters_answered: list[str] = field(default_factory=list)
+    started_from_queue: list[str] = field(default_factory=list)  # request ids whose turn came
     uploads_judged: list[str] = field(default_factory=list)  # abandoned or completed folders
     monitoring_queries: int = 0
     skipped: bool = False  # another sweep held the sweep lock
@@ -94,6 +95,7 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         else:
             busy.add(report.endpoint)
             summary.waiting += 1
+    busy |= _drain_queues(ctx, now, busy, summary)
     candidates = _idle(ctx, now, list(endpoints.values()), busy, summary)
     for endpoint_id, decisions in candidates.items():
         try:
@@ -102,6 +104,30 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         except Exception as error:
             _skip(summary, f"tearing down on {endpoint_id}", error)
     _judge_uploads(ctx, now, summary)
+
+
+def _drain_queues(ctx: Context, now: datetime, busy: set[str], summary: Summary) -> set[str]:
+    """Start the commands queued on endpoints whose operations have ended; returns those busy again."""
+    try:
+        waiting = ctx.state.queue.endpoints()
+    except Exception as error:
+        _skip(summary, "listing queued commands", error)
+        return set()
+    again = set()
+    for endpoint_id in waiting:
+        if endpoint_id in busy:
+            continue
+        try:
+            with ctx.state.lease(endpoint_id, f"sweep-{now:%Y%m%dT%H%M%S}", now):
+                started, blocked = drain(ctx, endpoint_id, now)
+        except Exception as error:
+            _skip(summary, f"starting queued commands on {endpoint_id}", error)
+            again.add(endpoint_id)
+            continue
+        summary.started_from_queue += list(started)
+        if blocked or any(not r.terminal for r in started.values()):
+            again.add(endpoint_id)
+    return again
 
 
 def _judge_uploads(ctx: Context, now: datetime, summary: Summary) -> None:
@@ -129,7 +155,10 @@ def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
     for letter in letters:
         try:
             result = gave_up(letter.data, letter.attributes)
-            if result is not None and once(ctx, now, result) is not None:
+            if result is not None and _in_hand(ctx, result.request_id):
+                # A later delivery queued or started it: its own result will come.
+                log.info("dead letter %s: %s is in hand", letter.message_id, result.request_id)
+            elif result is not None and once(ctx, now, result) is not None:
                 summary.dead_letters_answered.append(result.request_id)
         except ModeldropError as error:
             _skip(summary, f"answering dead letter {letter.message_id}", error)
@@ -150,6 +179,19 @@ def _answer_dead_letters(ctx: Context, now: datetime, summary: Summary) -> None:
         ctx.dead_letters.ack(answered)
     except ModeldropError as error:
         _skip(summary, "acknowledging dead letters", error)
+
+
+def _in_hand(ctx: Context, request_id: str) -> bool:
+    """Whether the request is queued or its operation started (a `failed` now would be false)."""
+    record = ctx.state.request(request_id)
+    if record is None or record.state is RequestState.DONE:
+        return False
+    if record.state in (RequestState.QUEUED, RequestState.RECORDED):
+        return True
+    # Started, then the function died: an intent it recorded is followed like any operation.
+    return record.endpoint is not None and any(
+        r.request_id == request_id for r in ctx.state.operations(record.endpoint)
+    )
 
 
 def _skip(summary: Summary, what: str, error: Exception) -> None:

@@ -62,10 +62,10 @@ def test_deploying_an_unknown_model_is_refused_with_exit_4(stack: Path) -> None:
 
 @pytest.mark.stack
 def test_a_command_that_fails_in_on_command_ends_with_exit_1(stack: Path) -> None:
-    """Undeploying from an endpoint that does not exist is published, reported failed by on_command, exit 1."""
-    done = modeldrop(stack, "undeploy", "nowhere", "--timeout", "60")
+    """Waking an endpoint nothing was torn down from is published, reported failed by on_command, exit 1."""
+    done = modeldrop(stack, "wake", "nowhere", "--timeout", "60")
     assert done.returncode == 1, done.stderr
-    assert "failed" in done.stdout and "undeploy" in done.stdout
+    assert "failed" in done.stdout and "nothing was torn down" in done.stdout
 
 
 @pytest.mark.stack
@@ -84,7 +84,7 @@ def test_no_wait_prints_the_request_id_and_results_follow_shows_its_end(stack: P
         # The follower subscribes first: Pub/Sub has no history for a new subscription.
         assert follower.stderr is not None
         assert "following" in follower.stderr.readline()
-        done = modeldrop(stack, "undeploy", "nowhere", "--no-wait", "--request-id", "e2e-nowait-1")
+        done = modeldrop(stack, "wake", "nowhere", "--no-wait", "--request-id", "e2e-nowait-1")
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == "e2e-nowait-1"
     finally:

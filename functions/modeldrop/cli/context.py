@@ -15,7 +15,7 @@ from modeldrop.errors import ModeldropError, PermanentError
 
 # Exit codes, documented in the README's CLI reference.
 EXIT_OK = 0
-EXIT_FAILED = 1  # the request ended failed, rejected or dropped
+EXIT_FAILED = 1  # the request ended failed, rejected, dropped or superseded
 EXIT_USAGE = 2  # bad arguments (argparse's own code too)
 EXIT_ENVIRONMENT = 3  # no local stack, missing configuration, a service unreachable
 EXIT_NOT_FOUND = 4  # an unknown model, version or endpoint

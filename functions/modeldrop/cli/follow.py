@@ -58,5 +58,5 @@ def follow(feed: ResultFeed, request_id: str, timeout_s: float, out: TextIO) -> 
 
 
 def exit_code(result: Result) -> int:
-    """0 when the request did what was asked; 1 when it ended failed, rejected or dropped."""
+    """0 when the request did what was asked; 1 when it ended failed, rejected, dropped or superseded."""
     return 0 if result.status in SUCCESS else 1
