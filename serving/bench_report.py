@@ -70,16 +70,27 @@ def plot(results: list[TargetResult], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
+    # One colour per target, one line style per run.
+    colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r.name for r in results))}
+    runs = {run: i for i, run in enumerate(dict.fromkeys(r.run for r in results))}
+    styles = ["-", "--", ":", "-."]
     for result in results:
         xs = [lv.concurrency for lv in result.levels]
         label = f"{result.name} ({result.run})" if result.run else result.name
-        axis.plot(xs, [lv.tokens_per_s for lv in result.levels], marker="o", label=label)
+        axis.plot(
+            xs,
+            [lv.tokens_per_s for lv in result.levels],
+            marker="o",
+            label=label,
+            color=colours[result.name],
+            linestyle=styles[runs[result.run] % len(styles)],
+        )
     axis.set_xscale("log", base=2)
     axis.set_xlabel("concurrent requests")
     axis.set_ylabel("output tokens / s")
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
-    axis.legend()
+    axis.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
