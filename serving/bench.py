@@ -92,6 +92,7 @@ def _start(
         # Each target compiles from scratch, as a new replica does: no target reuses another's cache.
         env["VLLM_CACHE_ROOT"] = str((log_dir / f"cache-{target}").resolve())
         env["TORCHINDUCTOR_CACHE_DIR"] = str((log_dir / f"inductor-{target}").resolve())
+        env["TRITON_CACHE_DIR"] = str((log_dir / f"triton-{target}").resolve())
     process = subprocess.Popen(
         _argv(target, args, port),
         env=env,
@@ -199,7 +200,9 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
             for concurrency in args.concurrency:
                 if target == "blocking" and concurrency > args.blocking_max_concurrency:
                     continue
-                count = args.requests or max(8, concurrency * args.requests_per_slot)
+                count = args.requests or max(
+                    args.min_requests, concurrency * args.requests_per_slot
+                )
                 if target == "blocking":
                     count = max(8, concurrency)  # one at a time: keep its run short
                 prompts = make_prompts(count, args.prompt_tokens, vocab, rng)
@@ -240,6 +243,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--requests", type=int, default=0, help="requests per level (0: 4 per slot)"
     )
     parser.add_argument("--requests-per-slot", type=int, default=4)
+    parser.add_argument(
+        "--min-requests",
+        type=int,
+        default=8,
+        help="fewest requests per level (more samples for the low-concurrency percentiles)",
+    )
     parser.add_argument("--blocking-max-concurrency", type=int, default=64)
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--dtype", default="auto")

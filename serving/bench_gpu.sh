@@ -11,11 +11,14 @@ if [ ! -f "$model/model.safetensors" ]; then
   python3 -m local.tiny_model "$model" --shape gemma-2b --device cuda
 fi
 name=$(echo "$targets" | tr ',' '-')
+status=0
 python3 -m serving.bench --model "$model" --dtype bfloat16 --max-model-len 2048 \
   --prompt-tokens 128 --output-tokens 128 --concurrency "$concurrency" --targets "$targets" \
   --blocking-max-concurrency 16 --log-dir "$logs" --out "$out/$name.json" \
-  --title "random-weight Gemma-2B shape" ${BENCH_EXTRA:-} 2>&1 | tee "$out/$name.txt"
+  --title "random-weight Gemma-2B shape" ${BENCH_EXTRA:-} 2>&1 | tee "$out/$name.txt" || status=$?
+# The servers' logs come back whether or not the run succeeded.
 for target in ${targets//,/ }; do
   tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true
   if [ -f "$logs/$target.pyspy.txt" ]; then cp "$logs/$target.pyspy.txt" "$out/"; fi
 done
+exit "$status"

@@ -1,7 +1,17 @@
-"""The benchmark's report: a markdown table with ratios to plain vLLM, and a throughput plot."""
+"""The benchmark's report: a markdown table with ratios to plain vLLM, and a throughput plot.
+
+Also joins the JSON files of separate `serving.bench --out` runs (one target each, say, on one machine
+one after the other) into one report:
+  python -m serving.bench_report container.json vllm.json [--plot PNG] [--title TEXT]
+Ratios are to the last vLLM result given, so report one run at a time; a plot may show several
+(FILE=RUN labels each line with its run).
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +23,7 @@ class TargetResult:
     name: str
     ready_s: float
     levels: list[Level] = field(default_factory=list)
+    run: str = ""  # which run it came from, when a plot shows several
 
 
 def report(results: list[TargetResult]) -> str:
@@ -59,14 +70,55 @@ def plot(results: list[TargetResult], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 4))
+    # One colour per target, one line style per run.
+    colours = {name: f"C{i}" for i, name in enumerate(dict.fromkeys(r.name for r in results))}
+    runs = {run: i for i, run in enumerate(dict.fromkeys(r.run for r in results))}
+    styles = ["-", "--", ":", "-."]
     for result in results:
         xs = [lv.concurrency for lv in result.levels]
-        axis.plot(xs, [lv.tokens_per_s for lv in result.levels], marker="o", label=result.name)
+        label = f"{result.name} ({result.run})" if result.run else result.name
+        axis.plot(
+            xs,
+            [lv.tokens_per_s for lv in result.levels],
+            marker="o",
+            label=label,
+            color=colours[result.name],
+            linestyle=styles[runs[result.run] % len(styles)],
+        )
     axis.set_xscale("log", base=2)
     axis.set_xlabel("concurrent requests")
     axis.set_ylabel("output tokens / s")
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
-    axis.legend()
+    axis.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def load(paths: Sequence[str]) -> list[TargetResult]:
+    """The targets of `serving.bench --out` files, in the order given; `FILE=RUN` names the run."""
+    results: list[TargetResult] = []
+    for spec in paths:
+        path, _, run = spec.partition("=")
+        for raw in json.loads(Path(path).read_text())["results"]:
+            levels = [Level(**level) for level in raw["levels"]]
+            results.append(TargetResult(raw["name"], float(raw["ready_s"]), levels, run))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m serving.bench_report", description=__doc__)
+    parser.add_argument(
+        "files", nargs="+", help="JSON files of serving.bench --out (FILE=RUN labels the plot)"
+    )
+    parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
+    parser.add_argument("--title", default="serving throughput")
+    args = parser.parse_args(argv)
+    results = load(args.files)
+    print(report(results))
+    if args.plot:
+        plot(results, args.plot, args.title)
+
+
+if __name__ == "__main__":
+    main()
