@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from modeldrop import labels, machines, traffic
+from modeldrop import labels, machines, steps, traffic
 from modeldrop.commands import Deploy, Wake
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
@@ -81,34 +81,31 @@ def start_deploys(
     specs: list[DeploymentSpec],
     command: dict[str, Any],
 ) -> Result:
-    current = {d.id: endpoint.traffic_split.get(d.id, 0) for d in endpoint.deployments}
-    operations = []
-    for part, spec in enumerate(specs):
-        intent = OperationRecord(
-            request_id=base["request_id"],
-            action=base["action"],
-            endpoint=endpoint.id,
-            model=spec.model,
-            version=spec.version,
-            deployed_model_id=spec.deployed_model_id,
-            started_at=now,
-            part=part,
-            parts=len(specs),
-            details={"command": command},
+    """Deploy `specs` one at a time (a wake of several), each when the one before it is ready."""
+    records = [
+        steps.deploy_step(
+            OperationRecord(
+                request_id=base["request_id"],
+                action=base["action"],
+                endpoint=endpoint.id,
+                model=spec.model,
+                version=spec.version,
+                deployed_model_id=spec.deployed_model_id,
+                started_at=now,
+                details={"command": command},
+            ),
+            spec,
         )
-        # The intent goes first: a function that dies right after the deploy starts leaves a trace.
-        ctx.state.record_operation(intent)
-        split = traffic.with_new(current, spec.traffic_percent)
-        name = ctx.vertex.deploy(endpoint.id, spec, split)
-        ctx.state.record_operation(intent.model_copy(update={"operation": name}))
-        current = {(spec.deployed_model_id if k == traffic.NEW else k): v for k, v in split.items()}
-        operations.append(name)
+        for spec in specs
+    ]
+    name = steps.plan(ctx, now, records, endpoint)
     return Result(
         status=Status.ACCEPTED,
         message=f"deploying to {endpoint.id}; the sweep reports when it serves",
-        operation=operations[0],
+        operation=name,
         details={
-            "operations": operations,
+            "operations": [name] if name else [],
+            "steps": len(specs),
             "deployed_model_ids": [s.deployed_model_id for s in specs],
         },
         **base,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from modeldrop import labels, traffic
+from modeldrop import labels, steps
 from modeldrop.commands import DeleteEndpoint, Scale, Traffic, Undeploy
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
@@ -42,12 +42,10 @@ def _start_undeploys(
     targets: list[Deployment],
     then_delete: bool,
 ) -> Result:
-    remaining = {d.id for d in endpoint.deployments}
-    removed: set[str] = set()
-    operations = []
-    for part, target in enumerate(targets):
-        removed.add(target.id)
-        intent = OperationRecord(
+    """Undeploy `targets` one at a time, lowest traffic first (steps.py says why)."""
+    ordered = sorted(targets, key=lambda d: (endpoint.traffic_split.get(d.id, 0), d.id))
+    records = [
+        OperationRecord(
             request_id=base["request_id"],
             action=base["action"],
             endpoint=endpoint.id,
@@ -55,21 +53,16 @@ def _start_undeploys(
             version=target.version,
             deployed_model_id=target.id,
             started_at=now,
-            part=part,
-            parts=len(targets),
             details={"then_delete": then_delete},
         )
-        ctx.state.record_operation(intent)
-        # Vertex refuses to undeploy a model that keeps traffic: hand its share to the others first.
-        split = traffic.without(endpoint.traffic_split, removed, remaining)
-        name = ctx.vertex.undeploy(endpoint.id, target.id, split)
-        ctx.state.record_operation(intent.model_copy(update={"operation": name}))
-        operations.append(name)
+        for target in ordered
+    ]
+    name = steps.plan(ctx, now, records, endpoint)
     return Result(
         status=Status.ACCEPTED,
-        message=f"undeploying {len(targets)} deployment(s) from {endpoint.id}",
-        operation=operations[0],
-        details={"operations": operations},
+        message=f"undeploying {len(ordered)} deployment(s) from {endpoint.id}, one at a time",
+        operation=name,
+        details={"operations": [name] if name else [], "steps": len(ordered)},
         **base,
     )
 

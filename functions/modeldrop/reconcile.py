@@ -1,6 +1,7 @@
 """The sweep's decisions, pure: facts and `now` in, actions out (no cloud imports, no clock).
 
-`follow` turns recorded operations into terminal reports once every part of a request ended;
+`follow` turns recorded operations into terminal reports once every part of a request ended (or
+into the start of its next step, one change at a time);
 `idle` picks deployments that served nothing for their TTL. Another layer (sweeper) applies them.
 """
 
@@ -28,6 +29,7 @@ class Action(StrEnum):
     """What the sweep does about one request or deployment."""
 
     REPORT = "report"  # every operation of a request ended: publish its one terminal result
+    NEXT = "next"  # the request's started steps ended well: start its next deferred step
     WAIT = "wait"  # an operation still runs (or an intent may still take effect)
     TEAR_DOWN = "tear_down"  # a deployment served nothing for its idle TTL: undeploy it
     KEEP = "keep"  # a deployment stays (traffic in its window, grace, keep-warm, TTL 0, busy)
@@ -73,13 +75,22 @@ def follow(
     for request_id, parts in sorted(groups.items()):
         parts.sort(key=lambda r: r.part)
         first = parts[0]
-        outcomes = [_outcome(r, operations, endpoints.get(r.endpoint), now) for r in parts]
+        started = [r for r in parts if not r.deferred]
+        outcomes = [_outcome(r, operations, endpoints.get(r.endpoint), now) for r in started]
         if len(parts) < first.parts or any(o is None for o in outcomes):
             reports.append(
                 Report(Action.WAIT, request_id, first.action, first.endpoint, None, tuple(parts))
             )
             continue
         errors = tuple(o for o in outcomes if o)
+        later = len(parts) - len(started)
+        if errors and later:
+            errors += (f"{later} later step(s) not started",)
+        if not errors and later:
+            reports.append(
+                Report(Action.NEXT, request_id, first.action, first.endpoint, None, tuple(parts))
+            )
+            continue
         if errors:
             reports.append(
                 Report(

@@ -61,7 +61,11 @@ class RequestRecord(_Record):
 
 
 class OperationRecord(_Record):
-    """An operation a function started (or was about to start: `operation` None until recorded)."""
+    """An operation a function started (or was about to start: `operation` None until recorded).
+
+    A request that changes several deployments (undeploy-all, delete --force, wake) records every
+    step at once and starts them one at a time, as Google's SDK does: the later ones `deferred`.
+    """
 
     operation: str | None = None
     request_id: str
@@ -75,6 +79,10 @@ class OperationRecord(_Record):
         default=0, description="Which of a request's operations (wake, undeploy-all)."
     )
     parts: int = Field(default=1, description="How many operations the request started in all.")
+    deferred: bool = Field(
+        default=False,
+        description="A later step, not started: the sweep starts it once the steps before it ended.",
+    )
     details: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -88,6 +96,11 @@ class Teardown(_Record):
     endpoint: str
     at: datetime
     deployments: list[dict[str, Any]]
+    shares: dict[str, int] = Field(
+        default_factory=dict,
+        description="The endpoint's traffic split (deployed model id -> percent) when the first of "
+        "them went: later ones are torn down one at a time, after the split has moved to them.",
+    )
 
 
 class StateStore:

@@ -7,9 +7,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from modeldrop import activity, labels, reconcile, traffic
+from modeldrop import activity, labels, reconcile, steps, traffic
 from modeldrop.context import Context
-from modeldrop.errors import ConflictError, ModeldropError, TransientError
+from modeldrop.errors import ConflictError, ModeldropError, PermanentError, TransientError
 from modeldrop.executor import drain, gave_up
 from modeldrop.reconcile import Action, Idleness, Report
 from modeldrop.reporting import once
@@ -38,6 +38,7 @@ class Summary:
     stale_leases_cleared: list[str] = field(default_factory=list)
     dead_letters_answered: list[str] = field(default_factory=list)
     started_from_queue: list[str] = field(default_factory=list)  # request ids whose turn came
+    steps_started: list[str] = field(default_factory=list)  # <request id>.<step> started in turn
     uploads_judged: list[str] = field(default_factory=list)  # abandoned or completed folders
     monitoring_queries: int = 0
     skipped: bool = False  # another sweep held the sweep lock
@@ -92,6 +93,12 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
                 _skip(summary, f"reporting {report.request_id}", error)
                 continue
             summary.reported.append(report.request_id)
+        elif report.action is Action.NEXT:
+            busy.add(report.endpoint)
+            try:
+                _next_step(ctx, now, report, summary)
+            except Exception as error:
+                _skip(summary, f"the next step of {report.request_id}", error)
         else:
             busy.add(report.endpoint)
             summary.waiting += 1
@@ -104,6 +111,32 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         except Exception as error:
             _skip(summary, f"tearing down on {endpoint_id}", error)
     _judge_uploads(ctx, now, summary)
+
+
+def _next_step(ctx: Context, now: datetime, report: Report, summary: Summary) -> None:
+    """Start a request's next deferred step; one Vertex refuses ends the request `failed`."""
+    step = min((r for r in report.records if r.deferred), key=lambda r: r.part)
+    with ctx.state.lease(report.endpoint, f"sweep-{now:%Y%m%dT%H%M%S}", now):
+        try:
+            steps.start(ctx, now, step)
+        except PermanentError as error:
+            done = [r.operation for r in report.records if r.operation]
+            failed = Result(
+                request_id=report.request_id,
+                kind="command",
+                action=report.command,
+                status=Status.FAILED,
+                message=f"{report.command} on {report.endpoint}: step {step.part + 1} of "
+                f"{step.parts} could not start: {error}",
+                reasons=[*error.reasons, f"{len(done)} earlier step(s) ended"],
+                endpoint=report.endpoint,
+                details={"operations": done},
+            )
+            once(ctx, now, failed)
+            for record in report.records:
+                ctx.state.forget_operation(record)
+            return
+    summary.steps_started.append(f"{report.request_id}.{step.part}")
 
 
 def _drain_queues(ctx: Context, now: datetime, busy: set[str], summary: Summary) -> set[str]:
@@ -262,11 +295,18 @@ def _tear_down(
     idle = [d for d in fresh if d.action is Action.TEAR_DOWN and d.deployment.id in wanted]
     if not idle:
         return []
+    # One change at a time, lowest traffic first (steps.py): the others stay idle and go in the
+    # sweeps after this undeploy has ended.
+    share = endpoint.traffic_split
+    idle = sorted(idle, key=lambda d: (share.get(d.deployment.id, 0), d.deployment.id))[:1]
     previous = ctx.state.teardown(endpoint_id)
     bodies = list(previous.deployments) if previous else []
-    bodies += [_as_deploy(endpoint, d) for d in idle]
+    shares = previous.shares if previous and previous.shares else dict(endpoint.traffic_split)
+    bodies += [_as_deploy(endpoint, d, shares) for d in idle]
     # Remembered first: `wake` must find what it brings back even if the sweep dies mid-way.
-    ctx.state.remember_teardown(Teardown(endpoint=endpoint_id, at=now, deployments=bodies))
+    ctx.state.remember_teardown(
+        Teardown(endpoint=endpoint_id, at=now, deployments=bodies, shares=shares)
+    )
     remaining = {d.id for d in endpoint.deployments}
     removed: set[str] = set()
     request_ids = []
@@ -294,8 +334,9 @@ def _tear_down(
     return request_ids
 
 
-def _as_deploy(endpoint: Endpoint, decision: Idleness) -> dict[str, object]:
-    """The deploy command that brings this deployment back as it was (for `wake`)."""
+def _as_deploy(endpoint: Endpoint, decision: Idleness, shares: dict[str, int]) -> dict[str, object]:
+    """The deploy command that brings this deployment back as it was (for `wake`), with its
+    share of traffic from before the first teardown of this sleep."""
     d = decision.deployment
     return {
         "model": d.model or endpoint.labels.get(labels.MODEL, ""),
@@ -308,7 +349,7 @@ def _as_deploy(endpoint: Endpoint, decision: Idleness) -> dict[str, object]:
         "max_replicas": max(d.max_replicas, d.min_replicas, 1),
         "idle_ttl": decision.ttl_s,
         "keep_warm": False,
-        "traffic_percent": endpoint.traffic_split.get(d.id, 100) or 100,
+        "traffic_percent": shares.get(d.id, endpoint.traffic_split.get(d.id, 100)) or 100,
     }
 
 
@@ -316,6 +357,7 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
     first = report.records[0]
     details: dict[str, object] = dict(first.details) if report.command == "teardown" else {}
     details.pop("command", None)
+    details.pop("spec", None)
     details["operations"] = [r.operation for r in report.records]
     result = Result(
         request_id=report.request_id,

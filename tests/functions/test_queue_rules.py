@@ -28,7 +28,11 @@ def cmd(action: str, **fields: Any) -> Any:
         (cmd("undeploy", version="v2"), cmd("undeploy", version="v2"), True),
         (cmd("undeploy", version="v2"), cmd("undeploy", version=None), True),
         (cmd("undeploy", version=None), cmd("undeploy", version="v2"), False),
-        (cmd("scale", version="v1"), cmd("scale", version="v1", min_replicas=3, max_replicas=3), True),
+        (
+            cmd("scale", version="v1"),
+            cmd("scale", version="v1", min_replicas=3, max_replicas=3),
+            True,
+        ),
         (cmd("scale", version="v1"), cmd("scale", version="v2"), False),
         (cmd("traffic"), cmd("traffic", split={"v1": 100}), True),
         (cmd("traffic"), cmd("scale"), False),

@@ -1,0 +1,68 @@
+"""One change at a time per endpoint, as Google's SDK makes them: a request's steps are recorded
+together and started one by one, each when the one before it has ended.
+
+`Endpoint.undeploy_all` in google-cloud-aiplatform undeploys one deployed model at a time, lowest
+traffic first, waiting for each; `UndeployModelRequest.traffic_split` must give the model being
+undeployed no traffic, and a split may only name models that are deployed — so a second step
+computed before the first one ended could name a model that is on its way out. Each step's split
+is therefore computed from the endpoint as Vertex shows it when the step starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from modeldrop import traffic
+from modeldrop.context import Context
+from modeldrop.errors import PermanentError
+from modeldrop.state import OperationRecord
+from modeldrop.vertex import DeploymentSpec, Endpoint
+
+DEPLOYS = ("deploy", "wake")
+
+
+def deploy_step(record: OperationRecord, spec: DeploymentSpec) -> OperationRecord:
+    """A step that deploys `spec`, carrying it so the sweep can start it later."""
+    return record.model_copy(update={"details": {**record.details, "spec": asdict(spec)}})
+
+
+def plan(
+    ctx: Context, now: datetime, steps: list[OperationRecord], endpoint: Endpoint
+) -> str | None:
+    """Record every step (the later ones deferred), then start the first; its operation name."""
+    steps = [s.model_copy(update={"part": i, "parts": len(steps)}) for i, s in enumerate(steps)]
+    for step in steps[1:]:
+        ctx.state.record_operation(step.model_copy(update={"deferred": True}))
+    return start(ctx, now, steps[0], endpoint)
+
+
+def start(
+    ctx: Context, now: datetime, step: OperationRecord, endpoint: Endpoint | None = None
+) -> str | None:
+    """Start one step from the endpoint's current state; None when its effect is already there.
+
+    The step is recorded as started (with no operation yet) before Vertex is called: a function
+    that dies in between leaves an intent the sweep judges by its effect.
+    """
+    endpoint = endpoint or ctx.vertex.endpoint(step.endpoint)
+    live = step.model_copy(update={"deferred": False, "started_at": now})
+    ctx.state.record_operation(live)
+    deployed = {d.id for d in endpoint.deployments} if endpoint else set()
+    if step.action in DEPLOYS:
+        spec = DeploymentSpec(**step.details["spec"])
+        if endpoint is None:
+            raise PermanentError(f"endpoint {step.endpoint} was deleted before this deploy started")
+        if spec.deployed_model_id in deployed:
+            return None
+        current = {d: endpoint.traffic_split.get(d, 0) for d in deployed}
+        split = traffic.with_new(current, spec.traffic_percent)
+        name = ctx.vertex.deploy(endpoint.id, spec, split)
+    else:
+        if endpoint is None or step.deployed_model_id not in deployed:
+            return None  # gone already: the intent is judged done by its effect
+        # Vertex refuses to undeploy a model that keeps traffic: its share goes to the others.
+        split = traffic.without(endpoint.traffic_split, {step.deployed_model_id}, deployed)
+        name = ctx.vertex.undeploy(endpoint.id, step.deployed_model_id or "", split)
+    ctx.state.record_operation(live.model_copy(update={"operation": name}))
+    return name
