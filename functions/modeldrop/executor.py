@@ -99,8 +99,9 @@ def execute(command: Command, ctx: Context, now: datetime, message_id: str = "")
         started, blocked = drain(ctx, endpoint, now)  # commands that came first go first
         if command.request_id in started:  # queued by an attempt that crashed before answering
             return started[command.request_id]
-        if blocked or _busy(ctx, endpoint, command.request_id):
-            return _enqueue(ctx, command, endpoint, record, base)
+        running = _running(ctx, endpoint, command.request_id)
+        if blocked or running:
+            return _enqueue(ctx, command, endpoint, record, base, running)
         return _run(command, ctx, now, record, base)
 
 
@@ -113,7 +114,7 @@ def drain(ctx: Context, endpoint: str, now: datetime) -> tuple[dict[str, Result]
     """
     started: dict[str, Result] = {}
     for entry in ctx.state.queue.entries(endpoint):
-        if _busy(ctx, endpoint, entry.request_id):
+        if _running(ctx, endpoint, entry.request_id):
             return started, True
         record = ctx.state.request(entry.request_id)
         if record is not None and record.state in (RequestState.RECORDED, RequestState.DONE):
@@ -152,7 +153,12 @@ def _run(
 
 
 def _enqueue(
-    ctx: Context, command: Command, endpoint: str, record: RequestRecord, base: dict[str, Any]
+    ctx: Context,
+    command: Command,
+    endpoint: str,
+    record: RequestRecord,
+    base: dict[str, Any],
+    running: list[str],
 ) -> Result:
     """Queue the command behind what runs and waits on the endpoint, ending what it makes moot."""
     ahead = []
@@ -186,7 +192,6 @@ def _enqueue(
             command=command.model_dump(mode="json", exclude_unset=True),
         )
     )
-    running = sorted({r.request_id for r in ctx.state.operations(endpoint)})
     waits = [f"{', '.join(running)} running"] if running else []
     waits += [f"{len(ahead)} queued before it"] if ahead else []
     queued = Result(
@@ -280,9 +285,11 @@ def _dispatch(command: Command, ctx: Context, now: datetime, base: dict[str, Any
     raise TypeError(f"no handler for {command.action}")
 
 
-def _busy(ctx: Context, endpoint: str, request_id: str) -> bool:
-    """One operation at a time per endpoint: an operation recorded by another request is running."""
-    return any(r.request_id != request_id for r in ctx.state.operations(endpoint))
+def _running(ctx: Context, endpoint: str, request_id: str) -> list[str]:
+    """Other requests with operations recorded on the endpoint: one operation at a time per endpoint."""
+    return sorted(
+        {r.request_id for r in ctx.state.operations(endpoint) if r.request_id != request_id}
+    )
 
 
 def _endpoint_of(command: Command) -> str:

@@ -5,7 +5,9 @@ together and started one by one, each when the one before it has ended.
 traffic first, waiting for each; `UndeployModelRequest.traffic_split` must give the model being
 undeployed no traffic, and a split may only name models that are deployed — so a second step
 computed before the first one ended could name a model that is on its way out. Each step's split
-is therefore computed from the endpoint as Vertex shows it when the step starts.
+is therefore computed from the endpoint as Vertex shows it when the step starts. Sources and the
+emulator's play of each: docs/vertex-fidelity.md rows 20 (a split names only deployed ids), 23 (undeploy_all) and 37 (a second
+operation while one runs).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from functions.world import make_world
+from functions.world import DeadLetterTopic, make_world
 from support.builders import make_command
 
 from modeldrop.executor import gave_up
@@ -32,19 +32,11 @@ def test_a_dead_lettered_command_is_answered_failed() -> None:
 
 def test_the_sweep_answers_each_dead_letter_once_and_acknowledges_it(vertex_url: str) -> None:
     """Dead letters (a command twice, and one that is no command) give one failed result and leave nothing behind."""
-    from google.cloud import pubsub_v1
-
     world = make_world(vertex_url, dead_letter_subscription="dead-letter-answers")
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(world.settings.project, "dead-letter")
-    subscription = subscriber.subscription_path(world.settings.project, "dead-letter-answers")
-    publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=subscription, topic=topic)
+    letters = DeadLetterTopic.create(world)
     command = make_command("deploy", model="stuck")
-    attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "10"}
     for data in (json.dumps(command).encode(), json.dumps(command).encode(), b"not a command"):
-        publisher.publish(topic, data, **attributes).result(timeout=10)
+        letters.publish(data, delivery_count=10)
 
     first = sweep(world.ctx, datetime.now(UTC))
     again = sweep(world.ctx, datetime.now(UTC))
@@ -55,5 +47,4 @@ def test_the_sweep_answers_each_dead_letter_once_and_acknowledges_it(vertex_url:
     assert "dead-lettered" in mine[0].message
     assert first.dead_letters_answered == [command["request_id"]]
     assert again.dead_letters_answered == [] and not first.errors and not again.errors
-    left = subscriber.pull(subscription=subscription, max_messages=10, timeout=5)
-    assert list(left.received_messages) == []
+    assert letters.left() == []

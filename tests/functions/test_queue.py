@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from functions.test_executor import deploy, message, registered, sweep_until
-from functions.world import World, make_world
+from functions.world import DeadLetterTopic, World, make_world
 from support.builders import make_command
 
 from modeldrop.command_queue import QueueEntry
@@ -140,24 +140,15 @@ def test_older_queued_commands_start_before_a_new_one_that_finds_the_endpoint_fr
 
 def test_a_dead_letter_of_a_queued_command_is_not_answered_failed(vertex_url: str) -> None:
     """A later delivery queued the command: its dead letter is acknowledged, and its one result is its own."""
-    from google.cloud import pubsub_v1
-
     world = make_world(vertex_url, dead_letter_subscription="queued-dead-letters")
-    publisher = pubsub_v1.PublisherClient()
-    subscriber = pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(world.settings.project, "dead-letter")
-    subscription = subscriber.subscription_path(world.settings.project, "queued-dead-letters")
-    publisher.create_topic(name=topic)
-    subscriber.create_subscription(name=subscription, topic=topic)
+    letters = DeadLetterTopic.create(world)
     registered(world, "lettered", "v1")
     first = deploy("lettered", version="v1")
     second = make_command("scale", endpoint="lettered", min_replicas=2)
     send(world, first)
     assert send(world, second).status is Status.QUEUED
-    attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}
-    publisher.publish(topic, json.dumps(second).encode(), **attributes).result(timeout=10)
+    letters.publish(json.dumps(second).encode(), delivery_count=5)
 
     assert sweep_until(world, second["request_id"], timeout_s=60).status is Status.SUCCEEDED
     assert len(terminal(world, second["request_id"])) == 1
-    left = subscriber.pull(subscription=subscription, max_messages=10, timeout=5)
-    assert list(left.received_messages) == []
+    assert letters.left() == []

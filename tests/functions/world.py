@@ -92,6 +92,44 @@ class World:
         return [json.loads(m.message.data) for m in response.received_messages]
 
 
+@dataclass
+class DeadLetterTopic:
+    """The dead-letter topic with the pull subscription the sweep answers from (the world's
+    `dead_letter_subscription` setting), as Pub/Sub fills it."""
+
+    topic: str
+    subscription: str
+
+    @classmethod
+    def create(cls, world: World) -> DeadLetterTopic:
+        from google.cloud import pubsub_v1
+
+        name = world.settings.dead_letter_subscription
+        assert name, "make the world with dead_letter_subscription=..."
+        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
+        topic = publisher.topic_path(world.settings.project, "dead-letter")
+        subscription = subscriber.subscription_path(world.settings.project, name)
+        publisher.create_topic(name=topic)
+        subscriber.create_subscription(name=subscription, topic=topic)
+        return cls(topic, subscription)
+
+    def publish(self, data: bytes, delivery_count: int) -> None:
+        """A letter as Pub/Sub dead-letters it, with the attempts it made."""
+        from google.cloud import pubsub_v1
+
+        attributes = {"CloudPubSubDeadLetterSourceDeliveryCount": str(delivery_count)}
+        pubsub_v1.PublisherClient().publish(self.topic, data, **attributes).result(timeout=10)
+
+    def left(self) -> list[Any]:
+        """Letters nobody acknowledged."""
+        from google.cloud import pubsub_v1
+
+        response = pubsub_v1.SubscriberClient().pull(
+            subscription=self.subscription, max_messages=10, timeout=5
+        )
+        return list(response.received_messages)
+
+
 def _metrics_delay() -> str:
     """The emulator's Monitoring delay under MODELDROP_VERTEX_FIDELITY (faithful: 60 s samples,
     then 180 s of ingestion, scaled by MODELDROP_VERTEX_TIME_SCALE)."""
