@@ -12,10 +12,11 @@ $(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh scrip
 
 setup: $(VENV)/.setup-stamp ## make .venv (heavy packages cached outside the repo by lock-file hash)
 
-lint: setup ## ruff (lint + format check) and mypy --strict on the project's packages
+lint: setup ## ruff (lint + format check), mypy --strict, and the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	scripts/lint_imports.sh --no-cache
 
 fmt: setup
 	$(VENV)/bin/ruff check --fix .

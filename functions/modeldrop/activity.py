@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from modeldrop.records import Seen
 from modeldrop.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -31,17 +31,6 @@ class _Record(BaseModel):
     last_request_at: datetime | None = None
     in_flight: int = 0
     written_at: datetime
-
-
-@dataclass(frozen=True)
-class Seen:
-    """What a deployment's replicas report, together."""
-
-    last_request_at: datetime | None
-    in_flight: int  # requests in flight on replicas that wrote within STALE
-
-    def busy(self) -> bool:
-        return self.in_flight > 0
 
 
 def read(storage: Storage, bucket: str, now: datetime) -> dict[tuple[str, str], Seen]:

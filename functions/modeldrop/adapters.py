@@ -17,9 +17,9 @@ from typing import Any
 from modeldrop import jsonlimits, labels
 from modeldrop.context import Context
 from modeldrop.layout import AdapterFolder
+from modeldrop.records import RequestState
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status
-from modeldrop.state import RequestState
 from modeldrop.storage import StoredObject
 from modeldrop.tensors import check_file
 

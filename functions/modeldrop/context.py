@@ -8,10 +8,11 @@ from functools import cache
 from modeldrop.config import Settings
 from modeldrop.monitoring import CloudMonitoring, Monitoring
 from modeldrop.pubsub import DeadLetters, Publisher, PubSubDeadLetters, PubSubPublisher
+from modeldrop.resources import Vertex
 from modeldrop.state import StateStore
 from modeldrop.storage import GcsStorage, Storage
 from modeldrop.validation import Policy
-from modeldrop.vertex import GapicVertex, Vertex
+from modeldrop.vertex import GapicVertex
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from modeldrop.commands import Deploy, Wake
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
 from modeldrop.naming import version_alias
+from modeldrop.records import OperationRecord
 from modeldrop.registry import LATEST_ALIAS
+from modeldrop.resources import DeploymentSpec, Endpoint
 from modeldrop.results import Result, Status
-from modeldrop.state import OperationRecord
-from modeldrop.vertex import DeploymentSpec, Endpoint
 
 
 def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:

@@ -9,9 +9,9 @@ from modeldrop import labels, steps
 from modeldrop.commands import DeleteEndpoint, Scale, Traffic, Undeploy
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
+from modeldrop.records import OperationRecord
+from modeldrop.resources import Deployment, Endpoint
 from modeldrop.results import Result, Status
-from modeldrop.state import OperationRecord
-from modeldrop.vertex import Deployment, Endpoint
 
 
 def undeploy(command: Undeploy, ctx: Context, now: datetime, base: dict[str, Any]) -> Result:

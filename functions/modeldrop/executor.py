@@ -26,9 +26,9 @@ from modeldrop.errors import PermanentError, TransientError
 from modeldrop.events import PubSubMessage
 from modeldrop.layout import VersionFolder
 from modeldrop.queue_rules import superseded_by
+from modeldrop.records import RequestRecord, RequestState
 from modeldrop.reporting import finish, once
 from modeldrop.results import Result, Status
-from modeldrop.state import RequestRecord, RequestState
 from modeldrop.uploads import register
 
 log = logging.getLogger(__name__)

@@ -15,10 +15,9 @@ from enum import StrEnum
 from typing import Any
 
 from modeldrop import labels
-from modeldrop.activity import Seen
+from modeldrop.records import OperationRecord, Seen
+from modeldrop.resources import Deployment, Endpoint, Operation
 from modeldrop.results import Status
-from modeldrop.state import OperationRecord
-from modeldrop.vertex import Deployment, Endpoint, Operation
 
 # A function that died between starting an operation and recording it leaves an intent; if Vertex
 # shows no effect of it after this long, the request is reported failed.

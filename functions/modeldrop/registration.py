@@ -14,10 +14,10 @@ from modeldrop.context import Context
 from modeldrop.errors import PermanentError, TransientError
 from modeldrop.layout import DEPLOY_POLICY_NAME, MODELS_PREFIX, VersionFolder
 from modeldrop.naming import version_alias
+from modeldrop.records import RequestRecord, RequestState
 from modeldrop.registry import LATEST_ALIAS, UPLOAD_LABEL, model_spec
 from modeldrop.reporting import finish
 from modeldrop.results import Result, Status
-from modeldrop.state import RequestRecord, RequestState
 
 log = logging.getLogger(__name__)
 REGISTER_WAIT_S = 60.0

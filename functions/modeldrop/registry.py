@@ -15,7 +15,7 @@ from modeldrop import labels
 from modeldrop.config import Settings
 from modeldrop.layout import VersionFolder
 from modeldrop.naming import version_alias
-from modeldrop.vertex import ModelSpec
+from modeldrop.resources import ModelSpec
 
 LATEST_ALIAS = "latest"
 UPLOAD_LABEL = "modeldrop-upload"  # a digest of the registered files' generations

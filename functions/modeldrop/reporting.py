@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from modeldrop.context import Context
+from modeldrop.records import RequestRecord, RequestState
 from modeldrop.results import Result
-from modeldrop.state import RequestRecord, RequestState
 
 
 def finish(ctx: Context, record: RequestRecord, result: Result) -> Result:

@@ -18,8 +18,8 @@ from datetime import datetime
 from modeldrop import traffic
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
-from modeldrop.state import OperationRecord
-from modeldrop.vertex import DeploymentSpec, Endpoint
+from modeldrop.records import OperationRecord
+from modeldrop.resources import DeploymentSpec, Endpoint
 
 DEPLOYS = ("deploy", "wake")
 

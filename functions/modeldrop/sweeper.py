@@ -12,11 +12,11 @@ from modeldrop.context import Context
 from modeldrop.errors import ConflictError, ModeldropError, PermanentError, TransientError
 from modeldrop.executor import drain, gave_up
 from modeldrop.reconcile import Action, Idleness, Report
+from modeldrop.records import OperationRecord, RequestState, Teardown
 from modeldrop.reporting import once
+from modeldrop.resources import Endpoint
 from modeldrop.results import Result, Status
-from modeldrop.state import OperationRecord, RequestState, Teardown
 from modeldrop.uploads import judge_pending
-from modeldrop.vertex import Endpoint
 
 log = logging.getLogger(__name__)
 # Monitoring ingests with a delay: look a little further back than the longest TTL.

@@ -31,11 +31,11 @@ from modeldrop.layout import (
     classify,
 )
 from modeldrop.manifest import parse_manifest
+from modeldrop.records import RequestState
 from modeldrop.registration import folder_lock, register_once
 from modeldrop.registry import content_digest
 from modeldrop.reporting import once
 from modeldrop.results import Result, Status, upload_request_id
-from modeldrop.state import RequestState
 from modeldrop.storage import StoredObject
 from modeldrop.tensors import weights_problems
 from modeldrop.validation import (

@@ -13,8 +13,8 @@ from support.builders import make_command
 
 from modeldrop.command_queue import QueueEntry
 from modeldrop.executor import on_message
+from modeldrop.records import RequestState
 from modeldrop.results import Result, Status
-from modeldrop.state import RequestState
 
 pytestmark = pytest.mark.stack
 

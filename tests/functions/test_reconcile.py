@@ -6,11 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldrop import labels
-from modeldrop.activity import Seen
 from modeldrop.reconcile import INTENT_TIMEOUT, Action, follow, idle, longest_ttl
+from modeldrop.records import OperationRecord, Seen
+from modeldrop.resources import Deployment, Endpoint, Operation
 from modeldrop.results import Status
-from modeldrop.state import OperationRecord
-from modeldrop.vertex import Deployment, Endpoint, Operation
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,8 @@ import pytest
 from support.names import PROJECT
 
 from modeldrop.errors import ConflictError
-from modeldrop.state import LEASE_TTL, OperationRecord, RequestRecord, RequestState, StateStore
+from modeldrop.records import OperationRecord, RequestRecord, RequestState
+from modeldrop.state import LEASE_TTL, StateStore
 from modeldrop.storage import GcsStorage
 
 pytestmark = pytest.mark.stack

@@ -18,8 +18,8 @@ from support.builders import make_command
 from modeldrop.errors import TransientError
 from modeldrop.events import PubSubMessage, StorageObject
 from modeldrop.executor import on_message
+from modeldrop.records import OperationRecord
 from modeldrop.results import Result, Status
-from modeldrop.state import OperationRecord
 from modeldrop.sweeper import sweep
 from modeldrop.uploads import on_object
 

@@ -16,7 +16,8 @@ from typing import Any
 import functions_framework
 import main
 
-from modeldrop.state import OperationRecord, StateStore
+from modeldrop.records import OperationRecord
+from modeldrop.state import StateStore
 from modeldrop.vertex import GapicVertex
 
 _STEP = os.environ.get("RELIABILITY_PAUSE_AT", "")

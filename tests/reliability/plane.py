@@ -239,7 +239,7 @@ class Plane:
 
     def lease_holders(self) -> dict[str, str]:
         """Endpoint -> the request holding its lease, for every lease still held."""
-        from modeldrop.state import Lease
+        from modeldrop.records import Lease
 
         storage, bucket = self.world.ctx.storage, self.world.settings.state_bucket
         held = {}

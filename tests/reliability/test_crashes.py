@@ -12,7 +12,7 @@ from reliability.figures import Figures
 from reliability.helpers import cpu_deploy, endpoints, upload
 from reliability.plane import CRASH_STEPS, CRASHING_SOURCE, Plane
 
-from modeldrop.state import RequestState
+from modeldrop.records import RequestState
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
