@@ -146,9 +146,7 @@ def _run(
     if result.terminal:
         return finish(ctx, record, result)
     ctx.publisher.publish_result(result)
-    ctx.state.update_request(
-        record.model_copy(update={"state": RequestState.RECORDED, "operation": result.operation})
-    )
+    ctx.state.advance_request(record, state=RequestState.RECORDED, operation=result.operation)
     return result
 
 
@@ -202,7 +200,7 @@ def _enqueue(
         **base,
     )
     ctx.publisher.publish_result(queued)
-    ctx.state.update_request(record.model_copy(update={"state": RequestState.QUEUED}))
+    ctx.state.advance_request(record, state=RequestState.QUEUED)
     return queued
 
 

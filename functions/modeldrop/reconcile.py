@@ -168,14 +168,21 @@ def idle(
     busy: bool,
     activity: Mapping[tuple[str, str], Seen] | None = None,
     metrics_delay_s: int = 0,
+    ready_at: Mapping[tuple[str, str], datetime] | None = None,
 ) -> list[Idleness]:
     """For each deployment on `endpoint`: TEAR_DOWN when it served nothing for its TTL, else KEEP and why.
 
     Idle is never inferred from missing data: Monitoring's latest `metrics_delay_s` are not ingested
     yet, so a deployment without the container's own activity record must be silent for its TTL
     plus that delay; one with a record is judged by the record (every route) and Monitoring together.
+
+    The TTL and the deploy grace run from when the deploy ended, by our own record (`ready_at`,
+    written by the sweep that reported it ready): Vertex's `DeployedModel.create_time` is only
+    documented as "when the DeployedModel was created" and may be the deploy's start, 10-20 min
+    earlier for a GPU deploy. The later of the two is used, so either reading is safe.
     """
     activity = activity or {}
+    ready_at = ready_at or {}
     ttl = labels.idle_ttl_seconds(endpoint.labels, default_ttl_s)
     decisions = []
     for deployment in endpoint.deployments:
@@ -191,11 +198,13 @@ def idle(
             decisions.append(keep("idle TTL 0: never torn down for idleness"))
         elif busy:
             decisions.append(keep("an operation on the endpoint is in flight"))
-        elif deployment.create_time is None:
+        elif (
+            deployed := _deployed_at(deployment, ready_at.get((endpoint.id, deployment.id)))
+        ) is None:
             decisions.append(keep("Vertex reports no deploy time"))
         elif (seen := activity.get((endpoint.id, deployment.id))) is not None and seen.busy():
             decisions.append(keep(f"{seen.in_flight} request(s) in flight"))
-        elif (now - deployment.create_time).total_seconds() < max(
+        elif (now - deployed).total_seconds() < max(
             ttl + (0 if seen else metrics_delay_s), grace_s
         ):
             decisions.append(keep("deployed less than its TTL (or the grace period) ago"))
@@ -208,7 +217,7 @@ def idle(
                     keep(f"served predictions {int((now - last).total_seconds())} s ago")
                 )
                 continue
-            quiet_s = (now - (last or deployment.create_time)).total_seconds()
+            quiet_s = (now - max(last or deployed, deployed)).total_seconds()
             if seen is None and quiet_s < ttl + metrics_delay_s:
                 decisions.append(
                     keep(
@@ -217,7 +226,7 @@ def idle(
                     )
                 )
                 continue
-            since = max(last or deployment.create_time, deployment.create_time)
+            since = max(last or deployed, deployed)
             idle_s = int((now - since).total_seconds())
             gpus = max(deployment.accelerator_count, 0) * max(deployment.min_replicas, 1)
             details = {
@@ -242,6 +251,11 @@ def idle(
                 )
             )
     return decisions
+
+
+def _deployed_at(deployment: Deployment, ready: datetime | None) -> datetime | None:
+    """When the deployment started serving: the later of Vertex's create time and our record."""
+    return max((t for t in (deployment.create_time, ready) if t is not None), default=None)
 
 
 def longest_ttl(endpoints: Iterable[Endpoint], default_ttl_s: int) -> int:

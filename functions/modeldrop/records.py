@@ -10,12 +10,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldrop.results import Result
+
 
 class RequestState(StrEnum):
     STARTED = "started"  # claimed; the operation may or may not have started on Vertex
     QUEUED = "queued"  # waiting in its endpoint's queue (queue/<endpoint>/); nothing started yet
     RECORDED = "recorded"  # its Vertex operation is recorded; the sweep reports the end
-    DONE = "done"  # its terminal result is published
+    DONE = "done"  # its terminal result is decided (in `result`) and published, or in the outbox
 
 
 class _Record(BaseModel):
@@ -36,6 +38,11 @@ class RequestRecord(_Record):
     operation: str | None = None
     status: str | None = Field(default=None, description="The terminal result's status once done.")
     at: datetime
+    result: Result | None = Field(
+        default=None,
+        description="The request's one terminal result, recorded before it is published "
+        "(reporting.py): every later publication of this request_id repeats it.",
+    )
 
 
 class OperationRecord(_Record):

@@ -79,7 +79,7 @@ def _register_locked(
                 return finish(ctx, record, found)
             operation = ctx.vertex.register(model_spec(folder, ctx.settings, digest))
             record = record.model_copy(update={"operation": operation})
-            ctx.state.update_request(record)
+            ctx.state.advance_request(record, operation=operation)
         version = _wait_registered(ctx, operation)
     except PermanentError as error:
         # Vertex refused the upload (a rule modeldrop does not check itself): the uploader hears

@@ -3,12 +3,16 @@
 - `leases/<endpoint>.json`: who may act on an endpoint until when. Released by a conditional
   *write* (holder cleared), never a conditional delete: not every GCS implementation enforces
   preconditions on deletes, and the lease's correctness must not rest on one.
-- `requests/<request_id>.json`: a request's progress (started -> recorded -> done), so a
-  redelivered command or upload changes nothing once its terminal result is out.
+- `requests/<request_id>.json`: a request's progress (started -> recorded -> done) and, once done,
+  its one terminal result, so a redelivered command or upload changes nothing once it is decided.
+- `outbox/<request_id>.json`: a terminal result on its way out: written before the request's record
+  takes it and deleted once it is published, so a crash in between is repaired by the sweep.
 - `operations/<endpoint>/<request_id>.<part>.json`: an in-flight Vertex operation the sweep follows,
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
 - `queue/<endpoint>/...`: commands that arrived while their endpoint was busy (command_queue.py).
+- `ready/<endpoint>/<deployed model id>.json`: when the sweep saw the deploy end (its metadata):
+  the idle TTL and the deploy grace run from then.
 - `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
 - `uploads/<model>/<version>.json`: a version folder that is not complete yet, so the sweep judges it
   again when no further file arrives (an abandoned upload is rejected, never left waiting).
@@ -20,15 +24,19 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
 from modeldrop.command_queue import CommandQueue
 from modeldrop.errors import ConflictError
-from modeldrop.records import Lease, OperationRecord, RequestRecord, Teardown
+from modeldrop.records import Lease, OperationRecord, RequestRecord, RequestState, Teardown
+from modeldrop.results import Result
 from modeldrop.storage import Storage
 
 LEASE_TTL = timedelta(minutes=10)
+OUTBOX = "outbox/"
+READY = "ready/"
 log = logging.getLogger(__name__)
 
 
@@ -108,8 +116,15 @@ class StateStore:
     # Requests ---------------------------------------------------------------------------------
 
     def request(self, request_id: str) -> RequestRecord | None:
+        found = self.request_versioned(request_id)
+        return None if found is None else found[0]
+
+    def request_versioned(self, request_id: str) -> tuple[RequestRecord, int] | None:
+        """The request's record and its generation, for a conditional update."""
         current = self._storage.read(self._bucket, f"requests/{request_id}.json")
-        return None if current is None else RequestRecord.model_validate_json(current.data)
+        if current is None:
+            return None
+        return RequestRecord.model_validate_json(current.data), current.generation
 
     def claim(self, record: RequestRecord) -> RequestRecord | None:
         """Create the request's record; None if it was new, else the record already there."""
@@ -124,10 +139,59 @@ class StateStore:
         except ConflictError:
             return self.request(record.request_id)
 
-    def update_request(self, record: RequestRecord) -> None:
+    def update_request(self, record: RequestRecord, if_generation_match: int | None = None) -> None:
+        """Write the record; with `if_generation_match`, ConflictError if it changed since read."""
         self._storage.write(
-            self._bucket, f"requests/{record.request_id}.json", record.model_dump_json().encode()
+            self._bucket,
+            f"requests/{record.request_id}.json",
+            record.model_dump_json().encode(),
+            if_generation_match=if_generation_match,
         )
+
+    def advance_request(self, record: RequestRecord, **update: Any) -> None:
+        """Move a request on (queued, recorded), unless its terminal result was decided meanwhile:
+        a done record is never written over (the reporting sweep needs no lease)."""
+        for _ in range(5):
+            found = self.request_versioned(record.request_id)
+            if found is not None and found[0].state is RequestState.DONE:
+                return
+            current, generation = found if found is not None else (record, 0)
+            try:
+                self.update_request(current.model_copy(update=update), generation)
+                return
+            except ConflictError:
+                continue
+        raise ConflictError(f"request {record.request_id}: its record kept changing")
+
+    # The results outbox -----------------------------------------------------------------------
+
+    def stage_result(self, result: Result) -> None:
+        """Put a terminal result in the outbox before it is decided and published (reporting.py)."""
+        self._storage.write(
+            self._bucket,
+            f"{OUTBOX}{result.request_id}.json",
+            result.model_dump_json().encode(),
+            metadata={"staged-at": result.at.isoformat()},
+        )
+
+    def staged_results(self, before: datetime) -> list[Result]:
+        """Results staged before `before` and not yet known to be published; a bad one is skipped."""
+        found = []
+        for obj in self._storage.list_objects(self._bucket, OUTBOX):
+            staged = obj.metadata.get("staged-at")
+            if staged and datetime.fromisoformat(staged) > before:
+                continue  # its writer is most likely still at work: leave it a moment
+            current = self._storage.read(self._bucket, obj.name)
+            if current is None:
+                continue
+            try:
+                found.append(Result.model_validate_json(current.data))
+            except ValidationError:
+                log.error("gs://%s/%s is not a result; skipped", self._bucket, obj.name)
+        return found
+
+    def clear_staged(self, request_id: str) -> None:
+        self._storage.delete(self._bucket, f"{OUTBOX}{request_id}.json")
 
     # Operations -------------------------------------------------------------------------------
 
@@ -155,6 +219,32 @@ class StateStore:
 
     def forget_operation(self, record: OperationRecord) -> None:
         self._storage.delete(self._bucket, record.key)
+
+    # Deploys ended ----------------------------------------------------------------------------
+
+    def remember_ready(self, endpoint: str, deployed_model_id: str, at: datetime) -> None:
+        """When the sweep saw a deploy end: the deploy grace and the idle TTL run from here."""
+        self._storage.write(
+            self._bucket,
+            f"{READY}{endpoint}/{deployed_model_id}.json",
+            b"{}",
+            metadata={"ready-at": at.isoformat()},
+        )
+
+    def ready_times(self) -> dict[tuple[str, str], datetime]:
+        """(endpoint, deployed model id) -> when its deploy ended, from one listing."""
+        found = {}
+        for obj in self._storage.list_objects(self._bucket, READY):
+            endpoint, _, deployed = (
+                obj.name.removeprefix(READY).removesuffix(".json").partition("/")
+            )
+            at = obj.metadata.get("ready-at")
+            if endpoint and deployed and at:
+                found[(endpoint, deployed)] = datetime.fromisoformat(at)
+        return found
+
+    def forget_ready(self, endpoint: str, deployed_model_id: str) -> None:
+        self._storage.delete(self._bucket, f"{READY}{endpoint}/{deployed_model_id}.json")
 
     # Teardowns --------------------------------------------------------------------------------
 

@@ -189,3 +189,33 @@ def test_the_containers_activity_record_sees_routes_monitoring_does_not() -> Non
     quiet = {("e", "111"): Seen(NOW - timedelta(seconds=700), 0)}
     [torn] = idle(endpoint, {}, NOW, 600, 0, False, quiet, metrics_delay_s=300)
     assert torn.action is Action.TEAR_DOWN  # the record is current: no delay to wait out
+
+
+def test_grace_and_ttl_run_from_our_record_of_the_deploy_ending() -> None:
+    """Vertex may stamp create_time at the deploy's start: a 20-minute deploy reported ready 5 minutes
+    ago is inside a 15-minute grace and a 10-minute TTL by our record, whatever create_time says."""
+    started = make_deployment(create_time=NOW - timedelta(minutes=25))
+    endpoint = make_endpoint(started, ttl_s=600)
+    ready = {("e", "111"): NOW - timedelta(minutes=5)}
+    [kept] = idle(endpoint, {}, NOW, 600, 900, False, {}, 0, ready)
+    assert kept.action is Action.KEEP and "grace" in kept.why
+    [torn] = idle(endpoint, {}, NOW, 600, 900, False, {}, 0, {})
+    assert torn.action is Action.TEAR_DOWN
+    # Past both, idleness is measured from the deploy's end, not its start.
+    later = NOW + timedelta(minutes=20)
+    [gone] = idle(endpoint, {}, later, 600, 900, False, {}, 0, ready)
+    assert gone.action is Action.TEAR_DOWN and gone.idle_s == 25 * 60
+    # A record older than create_time (a redeploy with the same id) gives way to create_time.
+    stale = {("e", "111"): NOW - timedelta(hours=5)}
+    [redeployed] = idle(
+        make_endpoint(make_deployment(create_time=NOW - timedelta(minutes=5)), ttl_s=600),
+        {},
+        NOW,
+        600,
+        900,
+        False,
+        {},
+        0,
+        stale,
+    )
+    assert redeployed.action is Action.KEEP
