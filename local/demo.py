@@ -2,8 +2,10 @@
 
 Starts its own local stack (free ports, its own data folder), builds a tiny random-weight model
 (or takes --model DIR), uploads it, waits for `registered`, deploys it, sends a predict, a completion
-and a streamed chat through the emulated Vertex endpoint, waits for the idle sweep to tear it down,
-then stops every process it started. Exits non-zero at the first step that fails.
+and a streamed chat through the emulated Vertex endpoint, then streamed chat alone for twice the
+idle TTL (Monitoring's prediction_count does not count it here, the pessimistic reading of Vertex;
+the container's own activity record does), which must not be torn down; then it waits for the idle
+sweep to tear it down and stops every process it started. Exits non-zero at the first step that fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from local.stack_state import Ports, StackConfig, default_data_dir
 
 MODEL = "demo-tiny"
 IDLE_TTL = "20s"
+TTL_S = 20
+# Monitoring as the pessimistic reading of Vertex: only predict and rawPredict counted in
+# prediction_count (which routes Vertex counts is undocumented), so the streamed chats below are
+# seen by the container's own activity record alone.
+VERTEX_ARGS = ("--rule=counted_routes=predict,rawPredict",)
 
 
 class StepFailed(RuntimeError):
@@ -103,6 +110,50 @@ def wait_for_teardown(data_dir: Path, endpoint: str, timeout_s: float) -> dict[s
     raise StepFailed(f"no torn_down result for {endpoint} within {timeout_s:.0f}s")
 
 
+@contextmanager
+def torn_down_watch(data_dir: Path, endpoint: str) -> Iterator[Any]:
+    """Subscribe to results now; yields a function giving the `torn_down` results for `endpoint`
+    published since (it pulls what has arrived)."""
+    from modeldrop.cli.feed import PubSubResultFeed
+    from modeldrop.cli.profile import resolve
+    from modeldrop.results import Status
+
+    profile = resolve("local", {}, local_dir=data_dir)
+    profile.activate()
+    seen: list[str] = []
+    with PubSubResultFeed(profile.project, profile.results_topic) as feed:
+
+        def torn_down() -> list[str]:
+            for result in feed.pull(wait_s=2.0):
+                if result.status == Status.TORN_DOWN and result.endpoint == endpoint:
+                    seen.append(result.message)
+            return seen
+
+        yield torn_down
+
+
+def steady_chat(data_dir: Path, endpoint: str, seconds: float) -> int:
+    """Streamed chats back to back for `seconds` through the endpoint's OpenAI route; how many."""
+    from modeldrop.cli.profile import resolve
+    from modeldrop.cli.serve import openai_client, served_model
+
+    profile = resolve("local", {}, local_dir=data_dir)
+    client = openai_client(profile, endpoint)
+    model = served_model(profile, endpoint)
+    deadline, count = time.monotonic() + seconds, 0
+    while time.monotonic() < deadline:
+        stream = client.chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": f"chat {count}"}],
+            max_tokens=16,
+            stream=True,
+        )
+        if not any(chunk.choices for chunk in stream):
+            raise StepFailed("a streamed chat came back empty")
+        count += 1
+    return count
+
+
 def completion(data_dir: Path, endpoint: str) -> str:
     """A plain completion with the official `openai` client against the endpoint's OpenAI route."""
     from modeldrop.cli.profile import resolve
@@ -121,7 +172,9 @@ def completion(data_dir: Path, endpoint: str) -> str:
     return text
 
 
-def run(model_dir: Path | None, data_dir: Path, keep: bool) -> int:
+def run(
+    model_dir: Path | None, data_dir: Path, keep: bool, vertex_args: tuple[str, ...] = ()
+) -> int:
     from local.stack import down, up
 
     timeline = Timeline()
@@ -132,6 +185,7 @@ def run(model_dir: Path | None, data_dir: Path, keep: bool) -> int:
         default_idle_ttl=IDLE_TTL,
         deploy_grace="5s",
         memory_gcs=True,
+        vertex_args=(*VERTEX_ARGS, *vertex_args),
     )
     failed: str | None = None
     stack_started = False
@@ -163,6 +217,14 @@ def run(model_dir: Path | None, data_dir: Path, keep: bool) -> int:
             cli(data_dir, "chat", MODEL, "Say something about buckets.", "--max-tokens", "32")
         with timeline.step("status"):
             cli(data_dir, "status")
+        with (
+            torn_down_watch(data_dir, MODEL) as torn_down,
+            timeline.step(f"streamed chat only, for {2 * TTL_S}s: not torn down"),
+        ):
+            chats = steady_chat(data_dir, MODEL, seconds=2 * TTL_S)
+            if torn_down():
+                raise StepFailed(f"torn down while in use: {torn_down()}")
+            print(f"   {chats} streamed chats (none counted by Monitoring); torn down 0 times")
         with timeline.step(f"idle {IDLE_TTL}: wait for the sweep to tear it down"):
             torn = wait_for_teardown(data_dir, MODEL, timeout_s=180)
             print(f"   torn down: {torn.get('message')} {torn.get('details')}")
@@ -192,6 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         help="the demo stack's data folder (default: demo/ in the local data folder)",
     )
     parser.add_argument("--keep", action="store_true", help="leave the stack running at the end")
+    parser.add_argument(
+        "--vertex-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra flag for the Vertex emulator (repeatable), e.g. "
+        "--vertex-arg=--deployment-env=MODELDROP_STATE_BUCKET= to run the serving container "
+        "without activity records",
+    )
     args = parser.parse_args(argv)
     if args.model is not None and not args.model.is_dir():
         parser.error(f"--model {args.model} is not a folder")
@@ -200,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = (args.data_dir or default_data_dir() / "demo").resolve()
     if data_dir.exists() and not args.keep:
         _clear_stale(data_dir)
-    return run(args.model, data_dir, args.keep)
+    return run(args.model, data_dir, args.keep, tuple(args.vertex_arg))
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -130,9 +130,11 @@ def test_the_demo_uploads_deploys_serves_and_is_torn_down_when_idle(tmp_path: Pa
         "predict (Vertex :predict): ok",
         "completion (openai client): ok",
         "streamed chat: ok",
+        "streamed chat only, for 40s: not torn down: ok",
         "wait for the sweep to tear it down: ok",
         "stack down: ok",
     ):
         assert step in output
     assert "registered" in output and "ready" in output and "torn_down" in output
+    assert "streamed chats (none counted by Monitoring); torn down 0 times" in output
     assert "demo passed" in output
