@@ -57,6 +57,7 @@ class Rollout:
             if deployed.model_version_id and "@" not in deployed.model
             else deployed.model
         )
+        self.registry.check_not_deleting(model)
         strict = self.fidelity.strict_requests
         machine = check_resources(
             deployed, model.supported_deployment_resources_types, strict, self.fidelity
