@@ -1,5 +1,4 @@
-"""Scale-to-zero at run time: a deployed model with minReplicaCount 0 stops after its idle period and
-starts again, over the modelled deploy time, when a request finds it at zero (answered 429)."""
+"""Scale-to-zero at run time: idle models stop, and a request that finds one at zero starts it (429)."""
 
 from __future__ import annotations
 
