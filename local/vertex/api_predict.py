@@ -37,6 +37,8 @@ def _pick(state: Emulator, project: str, location: str, endpoint_id: str, route:
     name = f"{naming.location(project, location)}/endpoints/{endpoint_id}"
     endpoint = state.endpoints.get(name)
     deployed_model_id = traffic.route(endpoint.traffic_split, state.routing)
+    # A scale-to-zero model at zero replicas answers 429 and starts scaling up.
+    state.rollout.scaler.request(f"{name}/deployedModels/{deployed_model_id}")
     deployment = state.rollout.ready(name, deployed_model_id)
     if route in state.settings.fidelity.counted_routes:
         state.counts.record(name, deployed_model_id)

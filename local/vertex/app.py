@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from local.vertex import jsonbody
+from local.vertex import jsonbody, versions
 from local.vertex.background import Background
 from local.vertex.deployments import Deployments
 from local.vertex.endpoints import Endpoints
@@ -122,15 +122,22 @@ async def _http_error(request: Request, error: Exception) -> JSONResponse:
 
 
 class V1Beta1Alias:
-    """Serve /v1beta1/... as /v1/... (gcloud polls some operations there; the shapes are a superset)."""
+    """Serve /v1beta1/... as /v1/..., remembering the version: v1beta1 has fields v1 refuses
+    (scale-to-zero) and its operations carry v1beta1 types."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        version = versions.V1
         if scope["type"] == "http" and scope["path"].startswith("/v1beta1/"):
             scope = {**scope, "path": "/v1/" + scope["path"].removeprefix("/v1beta1/")}
-        await self.app(scope, receive, send)
+            version = versions.V1BETA1
+        token = versions.current.set(version)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            versions.current.reset(token)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -16,13 +16,16 @@ class Background:
         # Operations cancelled on request (not by shutdown): their tasks end them CANCELLED.
         self.cancelled: set[str] = set()
 
-    def spawn(self, work: Coroutine[Any, Any, None], operation: str | None = None) -> None:
+    def spawn(
+        self, work: Coroutine[Any, Any, None], operation: str | None = None
+    ) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if operation is not None:
             self.by_operation[operation] = task
             task.add_done_callback(lambda _: self.by_operation.pop(operation, None))
+        return task
 
     def cancel(self, operation: str) -> bool:
         """Cancel the task of `operation`; False when none runs (done, or never had one)."""

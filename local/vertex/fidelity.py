@@ -29,7 +29,8 @@ class Durations:
     deploy_gpu: float = 0.0
     undeploy: float = 0.0
     mutate: float = 0.0
-    # A model at zero replicas (v1beta1 scale-to-zero) takes this long to serve again.
+    # A model at zero replicas (v1beta1 scale-to-zero) takes this long to serve again; 0 = the
+    # modelled deploy time of its machine (deploy_cpu or deploy_gpu), as the brief of issue 10 says.
     scale_up: float = 0.0
 
 
@@ -44,7 +45,6 @@ REALISTIC = Durations(
     deploy_gpu=1200.0,
     undeploy=120.0,
     mutate=300.0,
-    scale_up=600.0,
 )
 
 
@@ -89,6 +89,15 @@ class Fidelity:
     json_max_bytes: int = 32 * 1024 * 1024
     # Stockout reported on the operation after node provisioning (assumed timing), quota at once.
     quota_gpus: Mapping[str, int] = field(default_factory=dict)
+    # v1beta1 scale-to-zero (assumed limits: Google's Preview page is the source, not a proto):
+    # a scale-to-zero model is the only model on its endpoint, on a dedicated endpoint only.
+    stz_single_model: bool = False
+    stz_dedicated_only: bool = False
+    # minReplicaCount 0 without initialReplicaCount: the proto says it "should be larger than
+    # zero" (refuse) or Vertex fills 1 (assumed).
+    stz_initial: str = "one"  # required | one
+    # A ScaleToZeroSpec period left unset (assumed: Google documents no default), before scaling.
+    stz_default_period_s: float = 3600.0
 
     def seconds(self, name: str) -> float:
         """The modelled duration `name` (a Durations field), scaled."""
@@ -113,6 +122,9 @@ FAITHFUL = Fidelity(
     counted_routes=frozenset({"predict", "rawPredict"}),
     # Vertex's online prediction request limit for public endpoints: 1.5 MB.
     predict_max_bytes=1_572_864,
+    stz_single_model=True,
+    stz_dedicated_only=True,
+    stz_initial="required",
 )
 
 _CHOICES = {
@@ -120,6 +132,7 @@ _CHOICES = {
     "concurrent_ops": ("allow", "refuse"),
     "label_winner": ("version", "model"),
     "same_deployed_id": ("ALREADY_EXISTS", "INVALID_ARGUMENT"),
+    "stz_initial": ("required", "one"),
 }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from local.vertex import scale_to_zero, versions
 from local.vertex.errors import invalid
+from local.vertex.fidelity import Fidelity
 from local.vertex.resources import DeployedModel, MachineSpec
 
 # Machine families whose accelerators are fixed: a mismatch is refused as Vertex refuses it.
@@ -68,9 +70,16 @@ def check_machine(spec: MachineSpec) -> None:
 
 
 def check_resources(
-    deployed: DeployedModel, supported: list[str], strict: bool = False
+    deployed: DeployedModel,
+    supported: list[str],
+    strict: bool = False,
+    fidelity: Fidelity | None = None,
+    version: str | None = None,
 ) -> MachineSpec:
-    """Refuse what Vertex refuses; fill the defaults it fills (maxReplicaCount = minReplicaCount)."""
+    """Refuse what Vertex refuses; fill the defaults it fills (maxReplicaCount = minReplicaCount).
+
+    Replica counts follow `version` (default: the request's): v1 takes at least one replica,
+    v1beta1 also zero (scale-to-zero, with its own fields)."""
     resources = deployed.dedicated_resources
     if resources is None:
         if "DEDICATED_RESOURCES" in supported or deployed.automatic_resources is None:
@@ -82,10 +91,11 @@ def check_resources(
     spec = resources.machine_spec
     if spec is None or not spec.machine_type:
         raise invalid("dedicated_resources.machine_spec.machine_type is required.")
-    if resources.min_replica_count < 1:
-        raise invalid("dedicated_resources.min_replica_count must be at least 1.")
     if resources.max_replica_count == 0:
         resources.max_replica_count = resources.min_replica_count
+    scale_to_zero.check_replicas(
+        resources, version or versions.current.get(), fidelity or Fidelity()
+    )
     if resources.max_replica_count < resources.min_replica_count:
         raise invalid(
             f"dedicated_resources.max_replica_count ({resources.max_replica_count}) must not be "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from local.vertex import naming, operations
+from local.vertex import naming, operations, scale_to_zero, versions
+from local.vertex.deployments import LaunchSpec
 from local.vertex.endpoints import touch
 from local.vertex.errors import invalid, not_found
 from local.vertex.machines import check_resources
@@ -44,11 +45,23 @@ def start(self: Rollout, name: str, request: MutateDeployedModelRequest) -> Oper
     new = change.dedicated_resources
     current = target.dedicated_resources.model_copy(deep=True)
     if new is not None:
+        scale_to_zero.check_fields(new, versions.current.get())
         if "dedicatedResources.minReplicaCount" in paths:
             current.min_replica_count = new.min_replica_count
+            if current.min_replica_count > 0:  # no longer scales to zero: its fields go (assumed)
+                current.initial_replica_count = current.scale_to_zero_spec = None
         if "dedicatedResources.maxReplicaCount" in paths:
             current.max_replica_count = new.max_replica_count
-    check_resources(DeployedModel(dedicated_resources=current), [])
+    # The merged counts are checked in the request's version only when it changes the minimum
+    # (a v1 mutate of max leaves a scale-to-zero model deployed through v1beta1 as it is).
+    version = (
+        versions.current.get()
+        if "dedicatedResources.minReplicaCount" in paths
+        else versions.V1BETA1
+    )
+    check_resources(
+        DeployedModel(dedicated_resources=current), [], fidelity=self.fidelity, version=version
+    )
     operation = operations.start(self.store, name, "MutateDeployedModelOperationMetadata")
     delay = self.fidelity.seconds("mutate")
     if delay <= 0:
@@ -90,6 +103,9 @@ def _apply(
     endpoint = self.endpoints.get(name)
     touch(endpoint)
     self.store.save_endpoint(endpoint)
+    model = self.registry.get(f"{target.model}@{target.model_version_id}")
+    spec = LaunchSpec(name, target.id or "", model, resources.machine_spec)
+    self.scaler.after_mutate(spec, resources)
     operations.succeed(
         self.store, operation, "MutateDeployedModelResponse", {"deployedModel": target.wire()}
     )

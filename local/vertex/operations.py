@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from local.vertex import versions
 from local.vertex.errors import ApiError
 from local.vertex.resources import Operation
 from local.vertex.store import Store
 
-TYPE_PREFIX = "type.googleapis.com/google.cloud.aiplatform.v1."
+TYPE_PREFIX = versions.type_prefix(versions.V1)
 
 
 def now() -> str:
@@ -18,12 +19,12 @@ def now() -> str:
 
 
 def start(store: Store, parent: str, metadata_type: str) -> Operation:
-    """A new, unfinished operation under `parent` (a resource name or a location)."""
+    """A new, unfinished operation under `parent`, typed in the version the request came in on."""
     stamp = now()
     operation = Operation(
         name=f"{parent}/operations/{store.new_id()}",
         metadata={
-            "@type": TYPE_PREFIX + metadata_type,
+            "@type": versions.type_prefix() + metadata_type,
             "genericMetadata": {"createTime": stamp, "updateTime": stamp},
         },
     )
@@ -47,7 +48,9 @@ def succeed(
     store: Store, operation: Operation, response_type: str, response: dict[str, Any]
 ) -> None:
     """Finish with `response` (a message of `response_type`, e.g. `Endpoint`)."""
-    full_type = response_type if "/" in response_type else TYPE_PREFIX + response_type
+    # The response is typed in the version of the operation's metadata (v1 or v1beta1).
+    prefix = str(operation.metadata.get("@type", TYPE_PREFIX)).rpartition(".")[0] + "."
+    full_type = response_type if "/" in response_type else prefix + response_type
     _finish(store, operation, response={"@type": full_type, **response})
 
 

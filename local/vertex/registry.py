@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from local.vertex import listing, naming, operations, probes
+from local.vertex import deletion, listing, naming, operations, probes
 from local.vertex.background import Background
 from local.vertex.errors import ApiError, invalid, not_found, precondition
 from local.vertex.fidelity import Fidelity
@@ -35,6 +35,8 @@ class Registry:
         self.background = background or Background()
         # Models whose first upload operation has not ended (faithful: not visible yet).
         self.uploading: set[str] = set()
+        # Models (name) and versions (name@id) whose delete operation runs: still readable.
+        self.deleting: set[str] = set()
 
     def _check_upload(self, model: Model) -> None:
         strict = self.fidelity.strict_requests
@@ -256,41 +258,12 @@ class Registry:
         self.store.save_model(record)
         return model
 
+    def check_not_deleting(self, model: Model) -> None:
+        deletion.check_not_deleting(self, model)
+
     def delete(self, name: str) -> Operation:
         """Delete every version; refused while any of them is deployed."""
-        record = self.record(name)
-        if naming.split_version(name)[1] is not None:
-            raise invalid("To delete one version, call :deleteVersion; delete takes the model.")
-        deployed = [ref.endpoint for m in record.versions for ref in m.deployed_models]
-        if deployed:
-            raise precondition(
-                f"The model {record.name} is deployed or being deployed at the following "
-                f"endpoints: {sorted(set(deployed))}. Undeploy it first."
-            )
-        self.store.delete_model(record.name)
-        return self._done_delete(record.name)
+        return deletion.delete_model(self, name)
 
     def delete_version(self, name: str) -> Operation:
-        record = self.record(name)
-        model = self.get(name)
-        if naming.split_version(name)[1] is None:
-            raise invalid("deleteVersion needs a version: MODEL@VERSION_ID or MODEL@ALIAS.")
-        if DEFAULT_ALIAS in model.version_aliases:
-            raise precondition(
-                f"Version {model.version_id} of {record.name} is the default version; "
-                "make another version the default first."
-            )
-        if model.deployed_models:
-            raise precondition(
-                f"Version {model.version_id} of {record.name} is deployed at "
-                f"{sorted(r.endpoint for r in model.deployed_models)}. Undeploy it first."
-            )
-        record.versions.remove(model)
-        self.store.save_model(record)
-        return self._done_delete(record.name)
-
-    def _done_delete(self, name: str) -> Operation:
-        parent = name.split("/models/")[0]
-        operation = operations.start(self.store, parent, "DeleteOperationMetadata")
-        operations.succeed(self.store, operation, operations.EMPTY, {})
-        return operation
+        return deletion.delete_version(self, name)

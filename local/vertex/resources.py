@@ -123,10 +123,24 @@ class MachineSpec(Wire):
         return None if name == "ACCELERATOR_TYPE_UNSPECIFIED" else name
 
 
+class ScaleToZeroSpec(Wire):
+    """v1beta1 DedicatedResources.ScaleToZeroSpec: Durations such as "300s"."""
+
+    min_scaleup_period: str | None = None
+    idle_scaledown_period: str | None = None
+
+
 class DedicatedResources(Wire):
     machine_spec: MachineSpec | None = None
     min_replica_count: int = 0
     max_replica_count: int = 0
+    # v1beta1 only (scale-to-zero): refused on /v1 as fields v1 does not have.
+    initial_replica_count: int | None = None
+    scale_to_zero_spec: ScaleToZeroSpec | None = None
+
+    @property
+    def scales_to_zero(self) -> bool:
+        return self.min_replica_count == 0
 
 
 class AutomaticResources(Wire):
@@ -155,6 +169,7 @@ class Endpoint(Wire):
     name: str | None = None
     display_name: str = ""
     description: str | None = None
+    dedicated_endpoint_enabled: bool | None = None
     deployed_models: list[DeployedModel] = Field(default_factory=list)
     traffic_split: dict[str, int] = Field(default_factory=dict)
     etag: str | None = None

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from local.vertex import operations
 from local.vertex.deployments import LaunchSpec
 from local.vertex.errors import ApiError, as_api_error
-from local.vertex.resources import DeployedModelRef
+from local.vertex.resources import DedicatedResources, DeployedModelRef
 
 if TYPE_CHECKING:
     from local.vertex.rollout import Rollout
@@ -40,7 +40,7 @@ def resume(self: Rollout) -> None:
             machine = resources.machine_spec if resources else None
             spec = LaunchSpec(endpoint.name or "", deployed.id or "", model, machine)
             self._set_status(spec, 0, "Relaunching after an emulator restart.")
-            self._spawn(_relaunch(self, spec))
+            self._spawn(_relaunch(self, spec, resources))
 
 
 def _live(self: Rollout, ref: DeployedModelRef) -> bool:
@@ -51,7 +51,7 @@ def _live(self: Rollout, ref: DeployedModelRef) -> bool:
     )
 
 
-async def _relaunch(self: Rollout, spec: LaunchSpec) -> None:
+async def _relaunch(self: Rollout, spec: LaunchSpec, resources: DedicatedResources | None) -> None:
     try:
         await self.deployments.launch(spec)
     except Exception as error:
@@ -60,3 +60,5 @@ async def _relaunch(self: Rollout, spec: LaunchSpec) -> None:
         self._set_status(spec, 0, message)
         return
     self._set_status(spec, 1, "")
+    if resources is not None:  # a scale-to-zero model's idle clock starts again
+        self.scaler.watch(spec, resources)

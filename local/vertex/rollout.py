@@ -7,7 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from local.vertex import mutation, naming, operations, quota, restart, traffic
+from local.vertex import mutation, naming, operations, quota, restart, scale_to_zero, traffic
 from local.vertex.background import Background
 from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State, deadline_s
 from local.vertex.endpoints import Endpoints, touch
@@ -24,6 +24,7 @@ from local.vertex.resources import (
     Operation,
     UndeployModelRequest,
 )
+from local.vertex.scaler import Scaler
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class Rollout:
         self.background: Background = endpoints.background
         # Deployed models whose undeploy operation runs (faithful: still listed meanwhile).
         self.undeploying: set[str] = set()
+        self.scaler = Scaler(self)
 
     def _spawn(self, work: Coroutine[Any, Any, None], operation: str | None = None) -> None:
         self.background.spawn(work, operation)
@@ -55,14 +57,21 @@ class Rollout:
             if deployed.model_version_id and "@" not in deployed.model
             else deployed.model
         )
+        self.registry.check_not_deleting(model)
         strict = self.fidelity.strict_requests
-        machine = check_resources(deployed, model.supported_deployment_resources_types, strict)
+        machine = check_resources(
+            deployed, model.supported_deployment_resources_types, strict, self.fidelity
+        )
         if deployed.display_name:
             naming.check_display_name(deployed.display_name, "deployed_model", strict)
         self.deployments.check_image(model)
         deadline_s(model, self.deployments.settings.deploy_timeout_s)
         existing = [m.id or "" for m in endpoint.deployed_models]
         taken = {*existing, *self.endpoints.pending.get(name, set())}
+        if deployed.dedicated_resources is not None:
+            scale_to_zero.check_endpoint(
+                endpoint, sorted(taken), deployed.dedicated_resources, self.fidelity
+            )
         if deployed.id:
             naming.check_deployed_model_id(deployed.id)
             if deployed.id in taken:
@@ -151,6 +160,8 @@ class Rollout:
             endpoint.deployed_models.append(deployed)
         touch(endpoint)
         self.store.save_endpoint(endpoint)
+        if deployed.dedicated_resources is not None:
+            self.scaler.watch(spec, deployed.dedicated_resources)
         self._end_stage(operation, "SUCCESSFULLY_DEPLOYED")
         operations.succeed(
             self.store, operation, "DeployModelResponse", {"deployedModel": deployed.wire()}
@@ -233,6 +244,7 @@ class Rollout:
                 endpoint.deployed_models = remaining
                 touch(endpoint)
                 self.store.save_endpoint(endpoint)
+            self.scaler.forget(spec.key)
             await self.deployments.stop(spec.key)
         except (Exception, asyncio.CancelledError) as error:
             cancelled = isinstance(error, asyncio.CancelledError)

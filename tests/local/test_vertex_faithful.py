@@ -15,7 +15,8 @@ import pytest
 from local.processes import free_port, start, stop, wait_http
 from local.vertex.testing import ECHO_IMAGE, PARENT, V1, Running, launch
 
-# 0.005: a CPU deploy of 600 s takes 3 s, an undeploy 0.6 s, a mutate 1.5 s; endpoint creation 1 s.
+# 0.005: a CPU deploy of 600 s takes 3 s, an undeploy 0.6 s, a mutate 1.5 s; endpoint creation
+# and model deletes 1 s.
 FAITHFUL = (
     "--fidelity",
     "faithful",
@@ -23,6 +24,8 @@ FAITHFUL = (
     "0.005",
     "--rule",
     "duration.create_endpoint=200",
+    "--rule",
+    "duration.delete_model=200",
 )
 _ids = itertools.count(1)
 
@@ -199,6 +202,37 @@ def test_operations_are_listed_and_a_deploy_can_be_cancelled(vertex: Running) ->
     ]
     assert vertex.call("POST", f"/ui/{name}:cancel") == {}  # a done operation stays as it ended
     assert vertex.wait_operation(name)["error"]["code"] == 1
+
+
+@pytest.mark.stack
+def test_model_deletes_are_operations_refused_while_deployed(vertex: Running) -> None:
+    """DeleteModel: 400 FAILED_PRECONDITION while a version is deployed; after undeploy an operation that ends with the model gone."""
+    model, endpoint = ready_model(vertex, "deleted")
+    dm_id = vertex.deploy(model, endpoint)
+    error = refused(vertex, "DELETE", f"/v1/{model}")
+    assert error["status"] == "FAILED_PRECONDITION" and endpoint in error["message"]
+    vertex.wait_operation(
+        vertex.call("POST", f"/v1/{endpoint}:undeployModel", json={"deployedModelId": dm_id})[
+            "name"
+        ]
+    )
+    deleting = vertex.call("DELETE", f"/v1/{model}")
+    assert not deleting["done"]
+    assert deleting["metadata"]["@type"].endswith("v1.DeleteOperationMetadata")
+    assert vertex.call("GET", f"/v1/{model}")["name"] == model  # readable until the end
+    assert "being deleted" in refused(vertex, "DELETE", f"/v1/{model}")["message"]
+    deployed = {
+        "model": model,
+        "dedicatedResources": {
+            "machineSpec": {"machineType": "n1-standard-4"},
+            "minReplicaCount": 1,
+        },
+    }
+    again = refused(vertex, "POST", f"/v1/{endpoint}:deployModel", json={"deployedModel": deployed})
+    assert "being deleted" in again["message"]
+    done = vertex.wait_operation(deleting["name"])
+    assert done["response"]["@type"] == "type.googleapis.com/google.protobuf.Empty"
+    assert refused(vertex, "GET", f"/v1/{model}")["status"] == "NOT_FOUND"
 
 
 @pytest.mark.stack

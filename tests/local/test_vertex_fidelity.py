@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from local.vertex import jsonbody, machines, naming, probes, quota
+from local.vertex import jsonbody, machines, naming, probes, quota, scale_to_zero, versions
 from local.vertex.errors import ApiError
 from local.vertex.fidelity import FAITHFUL, Fidelity, build
 from local.vertex.monitoring import PredictionCounts, Query
-from local.vertex.resources import DedicatedResources, DeployedModel, MachineSpec
+from local.vertex.resources import DedicatedResources, DeployedModel, Endpoint, MachineSpec
 from local.vertex.settings import from_args, parser
 
 
@@ -206,3 +206,39 @@ def test_faithful_metrics_show_after_the_sample_closes_and_the_ingestion_delay()
     legacy = PredictionCounts()
     legacy.record("projects/p/locations/l/endpoints/e", "1", at=630)
     assert legacy.query("p", _query(3000), now=631)
+
+
+def _zeroable(**overrides: object) -> DedicatedResources:
+    fields = {
+        "machineSpec": {"machineType": "n1-standard-4"},
+        "minReplicaCount": 0,
+        "maxReplicaCount": 1,
+        **overrides,
+    }
+    return DedicatedResources.model_validate(fields)
+
+
+def test_scale_to_zero_initial_replicas_follow_the_rule() -> None:
+    """minReplicaCount 0 without initialReplicaCount: faithful refuses (stz_initial=required), legacy fills 1."""
+    with pytest.raises(ApiError, match="larger than 0"):
+        scale_to_zero.check_replicas(_zeroable(), versions.V1BETA1, FAITHFUL)
+    filled = _zeroable()
+    scale_to_zero.check_replicas(filled, versions.V1BETA1, Fidelity())
+    assert filled.initial_replica_count == 1
+    with pytest.raises(ApiError, match="at least 1"):
+        scale_to_zero.check_replicas(_zeroable(), versions.V1, Fidelity())
+    with pytest.raises(ApiError, match='Unknown name "initialReplicaCount"'):
+        scale_to_zero.check_replicas(_zeroable(initialReplicaCount=1), versions.V1, Fidelity())
+
+
+def test_scale_to_zero_endpoint_limits_are_rules() -> None:
+    """One model per endpoint and dedicated endpoints only hold under faithful and can be turned off."""
+    shared = Endpoint(name="projects/p/locations/l/endpoints/e", displayName="e")
+    resources = _zeroable(initialReplicaCount=1)
+    with pytest.raises(ApiError, match="dedicated endpoint"):
+        scale_to_zero.check_endpoint(shared, [], resources, FAITHFUL)
+    dedicated = shared.model_copy(update={"dedicated_endpoint_enabled": True})
+    with pytest.raises(ApiError, match="only model"):
+        scale_to_zero.check_endpoint(dedicated, ["7"], resources, FAITHFUL)
+    relaxed = build("faithful", None, {"stz_single_model": "off", "stz_dedicated_only": "off"})
+    scale_to_zero.check_endpoint(shared, ["7"], resources, relaxed)
