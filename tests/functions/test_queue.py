@@ -69,6 +69,41 @@ def test_commands_sent_during_a_deploy_queue_and_run_in_order(vertex_url: str) -
     assert world.ctx.state.queue.entries("queued") == []
 
 
+def test_every_kind_of_command_sent_during_a_long_deploy_ends_once(vertex_url: str) -> None:
+    """scale, a second deploy, traffic, wake and an undeploy, all sent while v1 deploys (15 minutes on
+    Google Cloud; run under the faithful preset it is that, scaled): none raises (so none is ever
+    redelivered or dead-lettered), each ends in its own one terminal result, in arrival order."""
+    world = make_world(vertex_url)
+    registered(world, "busy", "v1")
+    registered(world, "busy", "v2")
+    first = deploy("busy", version="v1")
+    later = [
+        make_command("scale", endpoint="busy", min_replicas=2, max_replicas=2),
+        deploy("busy", version="v2", traffic_percent=10),
+        make_command("traffic", endpoint="busy", split={"v1": 50, "v2": 50}),
+        make_command("wake", endpoint="busy"),
+        make_command("undeploy", endpoint="busy", version="v1"),
+    ]
+    assert send(world, first).status is Status.ACCEPTED
+    assert [send(world, body).status for body in later] == [Status.QUEUED] * len(later)
+    ends = [sweep_until(world, body["request_id"], timeout_s=120) for body in [first, *later]]
+    assert [e.status for e in ends] == [
+        Status.READY,
+        Status.SUCCEEDED,
+        Status.READY,
+        Status.SUCCEEDED,
+        Status.SUCCEEDED,
+        Status.SUCCEEDED,
+    ]
+    assert [e.at for e in ends] == sorted(e.at for e in ends)
+    for body in [first, *later]:
+        assert len(terminal(world, body["request_id"])) == 1
+    endpoint = world.ctx.vertex.endpoint("busy")
+    assert endpoint is not None
+    assert [d.version for d in endpoint.deployments] == ["v2"]
+    assert endpoint.traffic_split == {endpoint.deployments[0].id: 100}
+
+
 def test_newer_commands_supersede_queued_ones_they_make_moot(vertex_url: str) -> None:
     """A queued deploy undone by a later undeploy, and a split replaced by a later one, end
     `superseded` naming the newer request; the newer ones run."""

@@ -140,7 +140,10 @@ def test_idle_deployments_go_one_per_sweep_and_wake_brings_them_back_one_at_a_ti
     assert accepted.status is Status.ACCEPTED and accepted.details["steps"] == 2
     done, served = step_by_step(world, wake["request_id"], "pair")
     assert done.status is Status.READY
-    assert served[0] == () and served[-1] == ("v1", "v2") and len(served) == 3
+    # One deployment more at a time (no two steps ever ran at once: step_by_step checks); under
+    # load the first step may end before the first look, so () is not always seen.
+    assert served[-1] == ("v1", "v2") and len(served[0]) < 2
+    assert [len(s) for s in served] == sorted({len(s) for s in served})
     woken = world.ctx.vertex.endpoint("pair")
     assert woken is not None
     assert sorted(woken.traffic_split.values()) == [50, 50]
