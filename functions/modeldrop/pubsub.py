@@ -110,6 +110,10 @@ class PubSubDeadLetters:
         self._api_endpoint = (api_endpoint or pubsub_api_endpoint()).rstrip("/")
 
     def pull(self, max_messages: int) -> list[DeadLetter]:
+        # returnImmediately: Pub/Sub's PullRequest reference calls it deprecated and warns it may
+        # answer empty while messages wait; without it a pull may hold for a bounded time until one
+        # arrives, which would stall every sweep. An empty answer only delays a dead letter to the
+        # next tick (nothing is acknowledged that was not answered), so the sweep keeps it.
         body = self._call("pull", {"maxMessages": max_messages, "returnImmediately": True})
         letters = []
         for received in body.get("receivedMessages", []):

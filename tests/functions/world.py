@@ -62,8 +62,13 @@ class World:
         subscriber = pubsub_v1.SubscriberClient()
         deadline = time.monotonic() + timeout_s
         while True:
+            # A pull that may wait holds until a message comes or its deadline: a caller polling
+            # (timeout_s 0, between sweeps) asks for what is there now.
             response = subscriber.pull(
-                subscription=self.results_subscription, max_messages=100, timeout=5
+                subscription=self.results_subscription,
+                max_messages=100,
+                return_immediately=timeout_s <= 0,
+                timeout=5,
             )
             if response.received_messages:
                 subscriber.acknowledge(
