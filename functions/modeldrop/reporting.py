@@ -14,13 +14,15 @@ timeout it survived), always the same one: readers keep the first per request_id
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from modeldrop.context import Context
-from modeldrop.errors import ConflictError, TransientError
+from modeldrop.errors import ConflictError, ModeldropError, TransientError
 from modeldrop.records import RequestRecord, RequestState
 from modeldrop.results import Result
 
+log = logging.getLogger(__name__)
 # How long a staged result is left to the function that staged it before the sweep publishes it.
 SETTLE = timedelta(seconds=60)
 _DECIDE_TRIES = 5
@@ -68,8 +70,12 @@ def publish_staged(ctx: Context, now: datetime) -> list[str]:
             endpoint=staged.endpoint,
             at=now,
         )
-        decided = _decide(ctx, record, staged)
-        _publish(ctx, decided or staged, publish=decided is not None)
+        try:
+            decided = _decide(ctx, record, staged)
+            _publish(ctx, decided or staged, publish=decided is not None)
+        except ModeldropError as error:  # one that fails must not hold back the others
+            log.warning("staged result of %s left for the next sweep: %s", staged.request_id, error)
+            continue
         published.append(staged.request_id)
     return published
 
