@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup check test lint fmt typecheck demo up down status bench-serving schemas lock clean
+.PHONY: setup check test lint fmt typecheck demo up down status bench-serving schemas serving-flags lock clean
 
 $(VENV)/.setup-stamp: requirements.txt pyproject.toml scripts/bootstrap.sh scripts/cached_env.sh
 	bash scripts/bootstrap.sh
@@ -45,6 +45,9 @@ status: setup
 
 schemas: setup ## regenerate schemas/*.json from the pydantic models
 	$(PY) -m modeldrop.schemas --write
+
+serving-flags: setup ## regenerate functions/modeldrop/serving_flags.json from the installed vLLM's parser
+	$(PY) -m serving.flags_snapshot --write
 
 bench-serving: setup ## the serving benchmark on this machine's CPU (see docs/benchmarks.md)
 	$(PY) -m local.tiny_model .local/bench-model

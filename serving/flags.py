@@ -19,8 +19,26 @@ UNSUPPORTED = {
     "grpc": "Vertex reaches the container over HTTP",
     "uds": "Vertex reaches the container over TCP",
 }
-# What a deployment's serving_args may not set: the registry pins these on the model.
-DEPLOYMENT_OWNED = ("model", "model_tag", "served_model_name", "host", "port")
+# What a deployment's serving_args may not set: the registry pins these on the model (the weights,
+# the name clients use, where Vertex reaches the container, and what the bucket policy allows).
+DEPLOYMENT_OWNED = (
+    "model",
+    "model_tag",
+    "served_model_name",
+    "host",
+    "port",
+    "trust_remote_code",
+    "allow_unsafe_weights",
+)
+# A deployment's own serving args, written by the control plane before it deploys:
+# serving-args/<endpoint id>/<deployed model id>.json in the state bucket, {"args": [...], ...}.
+# Vertex keeps containerSpec (args, env) on the Model, one per version, so per-deployment args
+# can't ride there; the container finds its record from AIP_ENDPOINT_ID and AIP_DEPLOYED_MODEL_ID.
+DEPLOYMENT_ARGS_PREFIX = "serving-args/"
+
+
+def deployment_args_name(endpoint_id: str, deployed_model_id: str) -> str:
+    return f"{DEPLOYMENT_ARGS_PREFIX}{endpoint_id}/{deployed_model_id}.json"
 
 
 class FlagError(ValueError):
@@ -167,6 +185,15 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     return namespace
 
 
+def owned(namespace: argparse.Namespace) -> list[str]:
+    """The flags in `namespace` (parsed from a deployment's args alone) that the registration owns."""
+    return [
+        f"{dest.replace('_', '-')} is set by the model's registration"
+        for dest in DEPLOYMENT_OWNED
+        if getattr(namespace, dest, None) not in (None, False)
+    ]
+
+
 def check(args: list[str]) -> list[str]:
     """Problems with a deployment's serving args (vLLM engine/server flags); empty when they are good."""
     problems: list[str] = []
@@ -174,9 +201,7 @@ def check(args: list[str]) -> list[str]:
         namespace = parse(args)
     except FlagError as error:
         return [str(error)]
-    for dest in DEPLOYMENT_OWNED:
-        if getattr(namespace, dest, None) not in (None, False):
-            problems.append(f"{dest.replace('_', '-')} is set by the model's registration")
+    problems += owned(namespace)
     try:
         from vllm.engine.arg_utils import AsyncEngineArgs
 

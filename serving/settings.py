@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serving import flags
+from serving import flags, state_store
 
 
 class SettingsError(ValueError):
@@ -130,11 +131,15 @@ class Settings:
     def load(
         cls, argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ
     ) -> Settings:
-        """Parse MODELDROP_SERVING_* variables, then the command line (which wins), with vLLM's parser."""
+        """Parse MODELDROP_SERVING_* variables, then the command line (which wins over them), then
+        the deployment's own args from the state bucket (which win over both), with vLLM's parser."""
         vertex = Vertex.from_env(env)
+        state_bucket = env.get("MODELDROP_STATE_BUCKET", "").strip() or None
+        deployment = deployment_args(vertex, state_bucket)
         try:
             from_env, unused = flags.env_argv(flags.parser(), env)
-            args = flags.parse([*from_env, *(sys.argv[1:] if argv is None else argv)])
+            command_line = list(sys.argv[1:] if argv is None else argv)
+            args = flags.parse([*from_env, *command_line, *deployment])
         except flags.FlagError as error:
             raise SettingsError(str(error)) from None
         model = args.model_tag or args.model or vertex.storage_uri
@@ -165,12 +170,49 @@ class Settings:
             drain_grace_s=args.drain_grace_s,
             log_level=str(getattr(args, "log_level", None) or "INFO"),  # vLLM's --log-level
             unused_env=tuple(unused),
-            state_bucket=env.get("MODELDROP_STATE_BUCKET", "").strip() or None,
+            state_bucket=state_bucket,
             activity_period_s=_period(period) if period else 30.0,
             replica=env.get("MODELDROP_REPLICA_ID", "").strip() or os.uname().nodename,
             model_key=env.get("MODELDROP_MODEL", "").strip() or None,
             adapter_cache_size=args.adapter_cache_size,
         )
+
+
+def deployment_args(vertex: Vertex, state_bucket: str | None) -> list[str]:
+    """This deployment's serving args from its state record; none when there is no record.
+
+    Read once at start: an unreadable or malformed record stops the start (health never answers
+    200) rather than serving with args the deploy did not ask for. Flags the registration owns are
+    refused here too, so a record can't move the weights, the name or the port the Model pins.
+    """
+    if not (state_bucket and vertex.endpoint_id and vertex.deployed_model_id):
+        return []
+    name = flags.deployment_args_name(vertex.endpoint_id, vertex.deployed_model_id)
+    where = f"{state_bucket.rstrip('/')}/{name}"
+    try:
+        data = state_store.store_for(state_bucket).read(name)
+    except Exception as error:  # any storage failure: the start must not go on without them
+        raise SettingsError(
+            f"can't read this deployment's serving args at {where}: {type(error).__name__}: {error}"
+        ) from None
+    if data is None:
+        return []
+    try:
+        record = json.loads(data)
+    except ValueError as error:
+        raise SettingsError(f"the serving args at {where} are not JSON: {error}") from None
+    args = record.get("args") if isinstance(record, dict) else None
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise SettingsError(
+            f"the serving args at {where} must be an object with an 'args' list of strings"
+        )
+    try:
+        problems = flags.owned(flags.parser().parse_args(args))
+    except flags.FlagError as error:
+        raise SettingsError(f"the serving args at {where}: {error}") from None
+    if problems:
+        raise SettingsError(f"the serving args at {where}: {'; '.join(problems)}")
+    return args
 
 
 def served_name(model: str) -> str:

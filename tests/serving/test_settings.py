@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,56 @@ def test_check_lists_the_problems_of_deployment_serving_args() -> None:
     assert "unrecognized arguments: --frobnicate" in flags.check(["--frobnicate"])[0]
     assert flags.check(["--port", "9000"]) == ["port is set by the model's registration"]
     assert "invalid int value" in flags.check(["--max-num-seqs", "many"])[0]
+
+
+def _deployment(state: Path, record: bytes | None) -> dict[str, str]:
+    """The environment Vertex (and the registry) give a deployment, its record written if given."""
+    if record is not None:
+        path = state / flags.deployment_args_name("ep-1", "dm-1")
+        path.parent.mkdir(parents=True)
+        path.write_bytes(record)
+    return {
+        "AIP_ENDPOINT_ID": "ep-1",
+        "AIP_DEPLOYED_MODEL_ID": "dm-1",
+        "AIP_STORAGE_URI": "gs://bucket/models/gemma/v3",
+        "MODELDROP_STATE_BUCKET": str(state),
+        "MODELDROP_MODEL": "gemma",
+    }
+
+
+def test_a_deployments_serving_args_record_wins_over_the_models_args(tmp_path: Path) -> None:
+    """The record at serving-args/<endpoint>/<deployed model>.json is applied after the Model's
+    flags and variables, so its values win; flags it does not name keep the Model's."""
+    record = json.dumps({"args": ["--max-model-len=2048", "--enable-prefix-caching"]}).encode()
+    env = {**_deployment(tmp_path, record), "MODELDROP_SERVING_MAX_NUM_SEQS": "8"}
+    settings = Settings.load(["--max-model-len", "1024", "--seed", "7"], env)
+    assert settings.args.max_model_len == 2048
+    assert settings.args.enable_prefix_caching is True
+    assert (settings.args.seed, settings.args.max_num_seqs) == (7, 8)
+    assert settings.model_key == "gemma" and settings.state_bucket == str(tmp_path)
+
+
+def test_no_serving_args_record_means_the_models_args_alone(tmp_path: Path) -> None:
+    """A deployment without a record (none was asked for) starts with the Model's args."""
+    settings = Settings.load(["--max-model-len", "1024"], _deployment(tmp_path, None))
+    assert settings.args.max_model_len == 1024
+
+
+@pytest.mark.parametrize(
+    ("record", "needle"),
+    [
+        (b"{not json", "are not JSON"),
+        (b'{"args": "--enforce-eager"}', "an 'args' list of strings"),
+        (b'{"args": ["--port", "9000"]}', "port is set by the model's registration"),
+        (b'{"args": ["--trust-remote-code"]}', "trust-remote-code is set by the model's"),
+        (b'{"args": ["--frobnicate"]}', "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_an_unusable_serving_args_record_stops_the_start(
+    tmp_path: Path, record: bytes, needle: str
+) -> None:
+    """A record that can't be read or sets what the Model pins fails the settings (the process
+    exits before its health route answers), naming the record."""
+    with pytest.raises(SettingsError, match="serving args at") as caught:
+        Settings.load([], _deployment(tmp_path, record))
+    assert needle in str(caught.value)
