@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from modeldrop import jsonlimits
+from modeldrop import jsonlimits, serving_flags
 from modeldrop.durations import parse_duration
 from modeldrop.errors import PermanentError
 from modeldrop.naming import RESERVED_VERSIONS
@@ -88,6 +88,26 @@ Duration = Annotated[
 ]
 
 
+def _known_serving_args(args: list[str] | None) -> list[str] | None:
+    problems = serving_flags.problems(args) if args is not None else []
+    if problems:
+        raise ValueError("; ".join(problems))
+    return args
+
+
+ServingArgs = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=serving_flags.MAX_ARG_CHARS)]] | None,
+    Field(
+        max_length=serving_flags.MAX_ARGS,
+        description="vLLM engine and server flags for this deployment (e.g. ['--max-model-len', "
+        "'2048']), applied after the model's own; flags vLLM does not know, the model's pinned ones "
+        "(--model, --served-model-name, --host, --port, --trust-remote-code, "
+        "--allow-unsafe-weights) and unsupported ones are refused.",
+    ),
+    AfterValidator(_known_serving_args),
+]
+
+
 class _Command(BaseModel):
     # Strict: "2" is not a replica count and "yes" is not a boolean. Durations take strings by
     # design (their own validator runs first).
@@ -135,6 +155,7 @@ class Deploy(_Command):
         le=100,
         description="Share of the endpoint's traffic for this deployment.",
     )
+    serving_args: ServingArgs = None
 
     @model_validator(mode="after")
     def _replicas_ordered(self) -> Deploy:

@@ -13,7 +13,7 @@ from modeldrop.commands import Deploy, Wake
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
 from modeldrop.naming import version_alias
-from modeldrop.records import OperationRecord
+from modeldrop.records import OperationRecord, ServingArgs
 from modeldrop.registry import LATEST_ALIAS
 from modeldrop.resources import DeploymentSpec, Endpoint
 from modeldrop.results import Result, Status
@@ -70,6 +70,7 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
             details={"deployed_model_id": serving.id},
             **base,
         )
+    remember_serving_args(ctx, endpoint.id, spec, command.serving_args, command.request_id)
     return start_deploys(ctx, now, base, endpoint, [spec], command.model_dump(mode="json"))
 
 
@@ -120,6 +121,7 @@ def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Re
             return Result(status=Status.SUCCEEDED, message=f"{existing.id} is awake", **base)
         raise PermanentError(f"nothing was torn down on {command.endpoint}: send a deploy command")
     specs = []
+    serving_args: list[list[str] | None] = []
     endpoint_labels: dict[str, str] = {}
     for part, body in enumerate(teardown.deployments):
         deploy = _remembered(body, command.request_id)
@@ -130,6 +132,7 @@ def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Re
             raise PermanentError(f"{deploy.model} version {deploy.version} is no longer registered")
         ttl = deploy.idle_ttl if deploy.idle_ttl is not None else ctx.settings.default_idle_ttl_s
         endpoint_labels = labels.endpoint_labels(deploy.model, ttl, deploy.keep_warm)
+        serving_args.append(deploy.serving_args)
         specs.append(
             DeploymentSpec(
                 model=deploy.model,
@@ -148,11 +151,25 @@ def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Re
             )
         )
     endpoint = managed_endpoint(ctx, command.endpoint, endpoint_labels)
+    for spec, args in zip(specs, serving_args, strict=True):
+        remember_serving_args(ctx, endpoint.id, spec, args, command.request_id)
     result = start_deploys(
         ctx, now, base, endpoint, specs, {"action": "wake", "endpoint": command.endpoint}
     )
     ctx.state.forget_teardown(command.endpoint)
     return result
+
+
+def remember_serving_args(
+    ctx: Context, endpoint_id: str, spec: DeploymentSpec, args: list[str] | None, request_id: str
+) -> None:
+    """The deployment's own serving args, where its container finds them at start (before the
+    deploy starts: Vertex keeps containerSpec on the Model, shared by every deployment of it)."""
+    if args:
+        record = ServingArgs(
+            args=list(args), request_id=request_id, model=spec.model, version=spec.version
+        )
+        ctx.state.remember_serving_args(endpoint_id, spec.deployed_model_id, record)
 
 
 def _remembered(body: dict[str, Any], request_id: str) -> Deploy:

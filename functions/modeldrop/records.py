@@ -75,6 +75,17 @@ class OperationRecord(_Record):
         return f"operations/{self.endpoint}/{self.request_id}.{self.part}.json"
 
 
+class ServingArgs(_Record):
+    """A deployment's own serving args (serving-args/<endpoint>/<deployed model id>.json): the
+    serving container reads `args` at start (serving/settings.py) and applies them after the
+    Model's; Vertex keeps containerSpec on the Model, so they can't ride on the deployment."""
+
+    args: list[str]
+    request_id: str
+    model: str | None = None
+    version: str | None = None
+
+
 class Teardown(_Record):
     """Deployments the sweep undeployed from one endpoint, each as the deploy command that made it."""
 

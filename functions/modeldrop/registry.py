@@ -64,7 +64,10 @@ def model_spec(folder: VersionFolder, settings: Settings, digest: str) -> ModelS
         image=settings.serving_image,
         # The container reads the pinned folder itself (weights are referenced, not copied).
         args=_serving_args(folder, settings),
-        env={},
+        # Where the container finds its deployment's serving args and its adapters
+        # (serving-args/<endpoint>/<deployed model>.json, adapters/<model>/<name>.json); with
+        # AIP_ENDPOINT_ID and AIP_DEPLOYED_MODEL_ID, which Vertex sets, it names its own record.
+        env={"MODELDROP_STATE_BUCKET": settings.state_bucket, "MODELDROP_MODEL": folder.model},
         port=SERVING_PORT,
         predict_route=PREDICT_ROUTE,
         health_route=HEALTH_ROUTE,

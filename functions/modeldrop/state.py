@@ -13,6 +13,9 @@
 - `queue/<endpoint>/...`: commands that arrived while their endpoint was busy (command_queue.py).
 - `ready/<endpoint>/<deployed model id>.json`: when the sweep saw the deploy end (its metadata):
   the idle TTL and the deploy grace run from then.
+- `serving-args/<endpoint>/<deployed model id>.json`: a deployment's own serving args, written
+  before it is deployed and read by its container at start; removed once it is undeployed (or its
+  deploy failed). Vertex holds containerSpec per Model, not per deployment.
 - `teardowns/<endpoint>.json`: what the sweep undeployed, so `wake` can bring it back.
 - `uploads/<model>/<version>.json`: a version folder that is not complete yet, so the sweep judges it
   again when no further file arrives (an abandoned upload is rejected, never left waiting).
@@ -30,13 +33,21 @@ from pydantic import ValidationError
 
 from modeldrop.command_queue import CommandQueue
 from modeldrop.errors import ConflictError
-from modeldrop.records import Lease, OperationRecord, RequestRecord, RequestState, Teardown
+from modeldrop.records import (
+    Lease,
+    OperationRecord,
+    RequestRecord,
+    RequestState,
+    ServingArgs,
+    Teardown,
+)
 from modeldrop.results import Result
 from modeldrop.storage import Storage
 
 LEASE_TTL = timedelta(minutes=10)
 OUTBOX = "outbox/"
 READY = "ready/"
+SERVING_ARGS = "serving-args/"  # the serving container reads the same names (serving/flags.py)
 log = logging.getLogger(__name__)
 
 
@@ -245,6 +256,40 @@ class StateStore:
 
     def forget_ready(self, endpoint: str, deployed_model_id: str) -> None:
         self._storage.delete(self._bucket, f"{READY}{endpoint}/{deployed_model_id}.json")
+
+    # Deployments' serving args ------------------------------------------------------------------
+
+    def remember_serving_args(
+        self, endpoint: str, deployed_model_id: str, record: ServingArgs
+    ) -> None:
+        """Written before the deploy starts: the container reads it when it starts (a rewrite by a
+        redelivered command writes the same args, its deployed model id being the request's)."""
+        self._storage.write(
+            self._bucket,
+            f"{SERVING_ARGS}{endpoint}/{deployed_model_id}.json",
+            record.model_dump_json().encode(),
+        )
+
+    def serving_args(self, endpoint: str, deployed_model_id: str) -> ServingArgs | None:
+        current = self._storage.read(
+            self._bucket, f"{SERVING_ARGS}{endpoint}/{deployed_model_id}.json"
+        )
+        if current is None:
+            return None
+        try:
+            return ServingArgs.model_validate_json(current.data)
+        except ValidationError:
+            log.error(
+                "gs://%s/%s%s/%s.json is not a serving args record",
+                self._bucket,
+                SERVING_ARGS,
+                endpoint,
+                deployed_model_id,
+            )
+            return None
+
+    def forget_serving_args(self, endpoint: str, deployed_model_id: str) -> None:
+        self._storage.delete(self._bucket, f"{SERVING_ARGS}{endpoint}/{deployed_model_id}.json")
 
     # Teardowns --------------------------------------------------------------------------------
 

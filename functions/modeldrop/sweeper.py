@@ -177,7 +177,7 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
         operation=first.operation,
         details=details,
     )
-    _note_deploys(ctx, now, report)
+    _note_deploys(ctx, now, report, endpoint)
     deleting = _after(ctx, now, report, endpoint) if report.status is not Status.FAILED else None
     if deleting is None or report.command == "teardown":
         once(ctx, now, result)
@@ -187,15 +187,22 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
         ctx.state.forget_operation(record)
 
 
-def _note_deploys(ctx: Context, now: datetime, report: Report) -> None:
-    """A deploy seen to end starts its grace and TTL now; an undeploy's deployment is forgotten."""
+def _note_deploys(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None) -> None:
+    """A deploy seen to end starts its grace and TTL now; an undeploy's deployment is forgotten,
+    and so are the serving args of a deployment that is gone (undeployed, or never deployed)."""
+    deployed = {d.id for d in endpoint.deployments} if endpoint else set()
     for record in report.records:
         if not record.deployed_model_id:
             continue
         if record.action in ("deploy", "wake") and report.status is Status.READY:
             ctx.state.remember_ready(record.endpoint, record.deployed_model_id, now)
+        elif record.action in ("deploy", "wake") and record.deployed_model_id not in deployed:
+            # A failed request: this step never deployed (an earlier step of a wake may have).
+            ctx.state.forget_serving_args(record.endpoint, record.deployed_model_id)
         elif record.action in ("undeploy", "teardown", "delete-endpoint"):
             ctx.state.forget_ready(record.endpoint, record.deployed_model_id)
+            if report.status is not Status.FAILED:  # still deployed: its replicas may restart
+                ctx.state.forget_serving_args(record.endpoint, record.deployed_model_id)
 
 
 def _after(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | None) -> str | None:

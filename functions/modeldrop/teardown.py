@@ -85,7 +85,11 @@ def tear_down(
     previous = ctx.state.teardown(endpoint_id)
     bodies = list(previous.deployments) if previous else []
     shares = previous.shares if previous and previous.shares else dict(endpoint.traffic_split)
-    bodies += [_as_deploy(endpoint, d, shares) for d in idle]
+    for d in idle:
+        # What the deployment was started with, so `wake` starts it so again (the record itself
+        # goes when the undeploy has ended).
+        kept = ctx.state.serving_args(endpoint_id, d.deployment.id)
+        bodies.append(_as_deploy(endpoint, d, shares, kept.args if kept else None))
     # Remembered first: `wake` must find what it brings back even if the sweep dies mid-way.
     ctx.state.remember_teardown(
         Teardown(endpoint=endpoint_id, at=now, deployments=bodies, shares=shares)
@@ -117,7 +121,9 @@ def tear_down(
     return request_ids
 
 
-def _as_deploy(endpoint: Endpoint, decision: Idleness, shares: dict[str, int]) -> dict[str, object]:
+def _as_deploy(
+    endpoint: Endpoint, decision: Idleness, shares: dict[str, int], serving_args: list[str] | None
+) -> dict[str, object]:
     """The deploy command that brings this deployment back as it was (for `wake`), with its
     share of traffic from before the first teardown of this sleep."""
     d = decision.deployment
@@ -133,4 +139,5 @@ def _as_deploy(endpoint: Endpoint, decision: Idleness, shares: dict[str, int]) -
         "idle_ttl": decision.ttl_s,
         "keep_warm": False,
         "traffic_percent": shares.get(d.id, endpoint.traffic_split.get(d.id, 100)) or 100,
+        **({"serving_args": serving_args} if serving_args else {}),
     }

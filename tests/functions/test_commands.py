@@ -80,3 +80,38 @@ def test_traffic_split_keeps_versions() -> None:
     command = parse_command(make_command("traffic"))
     assert isinstance(command, Traffic)
     assert command.split == {"v1": 90, "v2": 10}
+
+
+def test_deploy_takes_serving_args_vllm_knows() -> None:
+    """vLLM engine and server flags, in any of the forms its parser reads, pass as given."""
+    args = ["--max-model-len", "2048", "--enable-prefix-caching", "--max_num_seqs=8", "-O3"]
+    command = parse_command(make_command(serving_args=args))
+    assert isinstance(command, Deploy) and command.serving_args == args
+    assert parse_command(make_command()).serving_args is None  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--frobnicate"], "--frobnicate is not a flag of vLLM"),
+        (["--max-modl-len", "1"], "did you mean --max-model-len?"),
+        (["--port", "9000"], "--port is set by the model's registration"),
+        (["--served-model-name", "other"], "--served-model-name is set by the model's"),
+        (["--trust-remote-code"], "--trust-remote-code is set by the model's registration"),
+        (["--headless"], "--headless is not supported"),
+        (["--enforce-eager", "true"], "'true' follows --enforce-eager, which takes no value"),
+        (["--enforce-eager=1"], "--enforce-eager takes no value"),
+        (["--max-model-len"], "--max-model-len needs a value"),
+        (["--dtype", "fp7"], "--dtype must be one of"),
+        (["2048"], "'2048' is not a flag"),
+        ([""], "serving_args.0"),
+        ("--max-model-len 2048", "serving_args: Input should be a valid array"),
+    ],
+)
+def test_deploy_refuses_serving_args_the_container_would_not_take(
+    args: object, needle: str
+) -> None:
+    """Unknown, owned, unsupported and malformed serving args make the command invalid, naming the flag."""
+    with pytest.raises(PermanentError) as caught:
+        parse_command(make_command(serving_args=args))
+    assert any(needle in reason for reason in caught.value.reasons), caught.value.reasons

@@ -81,6 +81,43 @@ def test_a_deploy_starts_returns_and_the_sweep_reports_ready(vertex_url: str) ->
     assert len(terminal) == 1
 
 
+def test_a_deployments_serving_args_are_recorded_before_it_deploys_and_go_when_undeployed(
+    vertex_url: str,
+) -> None:
+    """serving-args/<endpoint>/<deployed model>.json holds the deploy's serving args from before
+    the deploy starts until its undeploy has ended."""
+    world = make_world(vertex_url)
+    registered(world, "args-me")
+    args = ["--max-model-len", "2048", "--enable-prefix-caching"]
+    command = deploy("args-me", serving_args=args)
+    accepted = on_message(message(command), world.ctx, datetime.now(UTC))
+    assert accepted is not None and accepted.status is Status.ACCEPTED
+    deployed_model_id = accepted.details["deployed_model_ids"][0]
+    record = world.ctx.state.serving_args("args-me", deployed_model_id)
+    assert record is not None and record.args == args
+    assert record.request_id == command["request_id"] and record.version == "v1"
+    assert sweep_until(world, command["request_id"]).status is Status.READY
+    assert world.ctx.state.serving_args("args-me", deployed_model_id) is not None
+    undeploy = make_command("undeploy", endpoint="args-me")
+    assert on_message(message(undeploy), world.ctx, datetime.now(UTC)) is not None
+    assert sweep_until(world, undeploy["request_id"]).status is Status.SUCCEEDED
+    assert world.ctx.state.serving_args("args-me", deployed_model_id) is None
+
+
+def test_serving_args_vllm_does_not_know_fail_the_deploy_before_anything_is_made(
+    vertex_url: str,
+) -> None:
+    """A deploy naming an unknown or owned flag ends `failed`, naming it; no endpoint is created."""
+    world = make_world(vertex_url)
+    registered(world, "bad-args")
+    command = deploy("bad-args", serving_args=["--frobnicate", "--port", "9000"])
+    result = on_message(message(command), world.ctx, datetime.now(UTC))
+    assert result is not None and result.status is Status.FAILED
+    reasons = " ".join(result.reasons)
+    assert "--frobnicate is not a flag" in reasons and "--port is set by the model's" in reasons
+    assert world.ctx.vertex.endpoint("bad-args") is None
+
+
 def test_a_redeploy_keeps_the_endpoints_ttl_unless_it_names_one(vertex_url: str) -> None:
     """Redeploying without idle_ttl or keep_warm keeps the endpoint's; naming one changes it."""
     world = make_world(vertex_url)

@@ -38,6 +38,11 @@ def test_the_spec_points_the_serving_container_at_the_pinned_folder() -> None:
         "modeldrop-version": "1",
         "modeldrop-upload": "abc",
     }
+    # The container finds its deployment's serving args and the model's adapters in the state bucket.
+    assert spec.env == {
+        "MODELDROP_STATE_BUCKET": settings.state_bucket,
+        "MODELDROP_MODEL": "gemma-2b-it",
+    }
 
 
 def test_probes_and_timeout_allow_an_hour_long_load() -> None:

@@ -83,11 +83,12 @@ def predict(world: World, endpoint: str) -> None:
 
 
 def test_idle_deployments_are_torn_down_and_woken_while_busy_ones_stay(vertex_url: str) -> None:
-    """Past its TTL, a deployment without predictions is undeployed (torn_down, GPU-hours) and `wake` brings it back; one with traffic stays."""
+    """Past its TTL, a deployment without predictions is undeployed (torn_down, GPU-hours) and `wake` brings it back, with its serving args; one with traffic stays."""
     world = make_world(vertex_url)
+    args = ["--max-model-len", "2048"]
     for model in ("idle-one", "busy-one"):
         registered(world, model)
-        command = deploy(model, idle_ttl="150s")
+        command = deploy(model, idle_ttl="150s", serving_args=args)
         assert send(world, command) is not None
         assert terminal(world, command["request_id"]).status is Status.READY
     t0 = datetime.now(UTC)
@@ -102,11 +103,16 @@ def test_idle_deployments_are_torn_down_and_woken_while_busy_ones_stay(vertex_ur
     idle, busy = world.ctx.vertex.endpoint("idle-one"), world.ctx.vertex.endpoint("busy-one")
     assert idle is not None and idle.deployments == ()
     assert busy is not None and len(busy.deployments) == 1
+    slept = summary.torn_down[0].removeprefix("teardown-idle-one-").rsplit("-", 1)[0]
+    assert world.ctx.state.serving_args("idle-one", slept) is None
+    assert world.ctx.state.serving_args("busy-one", busy.deployments[0].id) is not None
     wake = make_command("wake", endpoint="idle-one")
     assert send(world, wake) is not None
     assert terminal(world, wake["request_id"]).status is Status.READY
     woken = world.ctx.vertex.endpoint("idle-one")
     assert woken is not None and [d.version for d in woken.deployments] == ["v1"]
+    kept = world.ctx.state.serving_args("idle-one", woken.deployments[0].id)
+    assert kept is not None and kept.args == args
 
 
 def test_keep_warm_and_grace_keep_deployments(vertex_url: str) -> None:
