@@ -99,6 +99,8 @@ def test_a_nested_folder_is_refused_with_the_layout_rule(
         (["deploy", "m", "--idle-ttl", "soon"], "bad duration 'soon'"),
         (["deploy", "m", "--min-replicas", "3", "--max-replicas", "2"], "below min_replicas"),
         (["traffic", "ep", "v1=60", "v2=30"], "adds up to 90, not 100"),
+        (["deploy", "m", "--", "--frobnicate"], "--frobnicate is not a flag of vLLM"),
+        (["deploy", "m", "--", "--port", "9000"], "--port is set by the model's registration"),
         (["traffic", "ep", "v1:60"], "write VERSION=PERCENT"),
         (["scale", "Bad_Endpoint", "--min-replicas", "1"], "endpoint"),
     ],
@@ -245,3 +247,28 @@ def test_deploy_sends_only_what_the_user_set(flags: list[str], expected: dict[st
     command = parse_command({**body, "request_id": "cli-1"})
     if "accelerator" in expected:
         assert command.accelerator == expected["accelerator"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--", "--max-model-len", "2048"], ["--max-model-len", "2048"]),
+        (
+            ["--accelerator", "none", "--", "--enable-prefix-caching", "-O3", "--", "x"],
+            ["--enable-prefix-caching", "-O3", "--", "x"],
+        ),
+        (["--idle-ttl", "10m"], None),
+        (["--"], None),
+    ],
+)
+def test_deploy_takes_serving_args_after_a_double_dash(
+    argv: list[str], expected: list[str] | None
+) -> None:
+    """Words after the first `--` are the deployment's serving args, sent as given; the options
+    before it stay modeldrop's; none given sends no `serving_args`."""
+    from modeldrop.cli.actions import deploy_body
+    from modeldrop.cli.app import parse_args
+
+    body = deploy_body(parse_args(["deploy", "gemma", *argv]))
+    assert body.get("serving_args") == expected
+    assert "--accelerator" not in (body.get("serving_args") or [])

@@ -118,6 +118,9 @@ def deploy_body(a: Any) -> dict[str, Any]:
         keep_warm=a.keep_warm,
         traffic_percent=a.traffic,
     )
+    serving_args = list(getattr(a, "serving_args", None) or [])
+    if serving_args:
+        body["serving_args"] = serving_args
     if a.accelerator is not None:
         # `none`/`cpu` is the command's JSON null (CPU only), not "unset" (the default GPU).
         body["accelerator"] = None if a.accelerator.lower() in CPU_ONLY else a.accelerator

@@ -84,7 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     _waiting(p, 600)
     p.set_defaults(handler=actions.upload)
 
-    p = sub.add_parser("deploy", help="deploy a model version on an endpoint (created if needed)")
+    p = sub.add_parser(
+        "deploy",
+        help="deploy a model version on an endpoint (created if needed)",
+        usage="modeldrop deploy MODEL [options] [-- SERVING_ARG ...]",
+        epilog="Words after `--` are vLLM engine and server flags for this deployment, applied "
+        "after the model's own, e.g. `modeldrop deploy gemma -- --max-model-len 2048 "
+        "--enable-prefix-caching`; flags vLLM does not know are refused before anything is sent.",
+    )
     p.add_argument("model")
     p.add_argument("--version", help="version folder (default: the latest registered)")
     p.add_argument("--endpoint", help="endpoint id (default: the model's name)")
@@ -191,9 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; for `deploy`, the words after the first `--` are its serving args
+    (split off first: argparse would read `--max-model-len` there as one of modeldrop's options)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    serving_args: list[str] = []
+    if words[:1] == ["deploy"] and "--" in words:
+        cut = words.index("--")
+        words, serving_args = words[:cut], words[cut + 1 :]
+    args = build_parser().parse_args(words)
+    if args.command == "deploy":
+        args.serving_args = serving_args
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     ctx = Context(args)
     try:
         code: int = args.handler(ctx)
