@@ -260,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="ARG",
         help="an extra flag for the Vertex emulator (repeatable), e.g. "
-        "--vertex-arg=--deployment-env=MODELDROP_STATE_BUCKET= to run the serving container "
-        "without activity records",
+        "--vertex-arg=--fault=DeployModel=0.3:503 to rehearse failing deploys",
     )
     args = parser.parse_args(argv)
     if args.model is not None and not args.model.is_dir():
