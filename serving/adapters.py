@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +26,30 @@ class AdapterError(BadRequest):
     """An adapter's record or files are unusable: answered 400, as vLLM answers an adapter it cannot load."""
 
 
+def _storage_client() -> Any:
+    from google.cloud import storage
+
+    return storage.Client()
+
+
 class AdapterCache:
     """Adapter folders on local disk, fetched with crc32c checks, least recently used evicted."""
 
-    def __init__(self, root: Path, size: int, client: Any = None) -> None:
+    def __init__(
+        self, root: Path, size: int, make_client: Callable[[], Any] = _storage_client
+    ) -> None:
         self.root = root
         self.size = size
-        self.client = client
+        self.make_client = make_client
+        self.client: Any = None
         self._lock = threading.Lock()
+        # Uses seen since this process started (wall clock, comparable with the folders' mtimes):
+        # a request for a loaded adapter never reaches the resolver, so `used` records it instead.
+        self._used: dict[str, float] = {}
+
+    def used(self, name: str) -> None:
+        """Count a request for adapter `name` as a use (a dict write: cheap on every request)."""
+        self._used[name] = time.time()
 
     def fetch(self, record: dict[str, Any]) -> Path:
         """The local folder of the adapter `record` describes (downloaded unless cached and intact)."""
@@ -49,11 +67,6 @@ class AdapterCache:
         target = self.root / name
         with self._lock:
             target.mkdir(parents=True, exist_ok=True)
-            if self.client is None:
-                from google.cloud import storage
-
-                self.client = storage.Client()
-            bucket = self.client.bucket(bucket_name)
             for remote in files:
                 path = target / remote.name
                 if path.is_file():
@@ -62,33 +75,58 @@ class AdapterCache:
                         continue
                     except weights.WeightsError:
                         pass
-                partial = path.with_name(path.name + ".partial")
-                try:
-                    blob = bucket.blob(prefix + remote.name)
-                    blob.download_to_filename(str(partial), checksum=None)
-                    weights.verify_file(partial, remote)
-                except weights.WeightsError:
-                    partial.unlink(missing_ok=True)
-                    raise
-                except Exception as error:  # the bucket's errors (missing object, denied, network)
-                    partial.unlink(missing_ok=True)
-                    raise AdapterError(
-                        f"gs://{bucket_name}/{prefix}{remote.name}: {error}"
-                    ) from None
-                partial.replace(path)
-            os.utime(target)  # most recently used
-            self._evict(keep=target)
+                self._download(bucket_name, prefix, remote, path)
+            os.utime(target)  # most recently used, also for the next process on this disk
+            self.used(name)
         return target
 
-    def _evict(self, keep: Path) -> None:
-        folders = sorted(
-            (p for p in self.root.iterdir() if p.is_dir() and p != keep),
-            key=lambda p: p.stat().st_mtime,
-        )
-        while len(folders) + 1 > self.size:
-            oldest = folders.pop(0)
-            shutil.rmtree(oldest, ignore_errors=True)
-            logger.info("adapter evicted from the local cache", extra={"adapter": oldest.name})
+    def _download(
+        self, bucket_name: str, prefix: str, remote: weights.RemoteFile, path: Path
+    ) -> None:
+        partial = path.with_name(path.name + ".partial")
+        try:
+            # Built only when a file is missing or bad: an intact cache needs no credentials.
+            if self.client is None:
+                self.client = self.make_client()
+            blob = self.client.bucket(bucket_name).blob(prefix + remote.name)
+            blob.download_to_filename(str(partial), checksum=None)
+            weights.verify_file(partial, remote)
+        except weights.WeightsError:
+            partial.unlink(missing_ok=True)
+            raise
+        except Exception as error:  # the bucket's errors (missing object, denied, network)
+            partial.unlink(missing_ok=True)
+            raise AdapterError(f"gs://{bucket_name}/{prefix}{remote.name}: {error}") from None
+        partial.replace(path)
+
+    def victims(self, keep: str) -> list[str]:
+        """The cached adapters, least recently used first, to remove so `size` folders remain."""
+        with self._lock:
+            folders = [p for p in self.root.iterdir() if p.is_dir() and p.name != keep]
+        folders.sort(key=lambda p: max(p.stat().st_mtime, self._used.get(p.name, 0.0)))
+        return [p.name for p in folders[: max(0, len(folders) + 1 - self.size)]]
+
+    def remove(self, name: str) -> None:
+        with self._lock:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+            self._used.pop(name, None)
+        logger.info("adapter evicted from the local cache", extra={"adapter": name})
+
+
+class UsedLoras(dict[str, Any]):
+    """vLLM's registry of loaded adapters (OpenAIServingModels.lora_requests) that counts each lookup.
+
+    vLLM's serving classes look a request's adapter up here by `registry[model]` once per request
+    (OpenAIServing._maybe_get_adapters), on every route: that lookup is the adapter's use.
+    """
+
+    def __init__(self, loaded: dict[str, Any], cache: AdapterCache) -> None:
+        super().__init__(loaded)
+        self.cache = cache
+
+    def __getitem__(self, name: str) -> Any:
+        self.cache.used(name)
+        return super().__getitem__(name)
 
 
 def _resolver_class() -> Any:
@@ -102,6 +140,12 @@ def _resolver_class() -> Any:
             self.store = store
             self.model = model
             self.cache = cache
+            self.models: Any = None  # vLLM's OpenAIServingModels, once the server is built
+
+        def attach(self, models: Any) -> None:
+            """Count uses through vLLM's registry and unload evicted adapters from it."""
+            self.models = models
+            models.lora_requests = UsedLoras(models.lora_requests, self.cache)
 
         async def resolve_lora(self, base_model_name: str, lora_name: str) -> Any:
             if "/" in lora_name or lora_name.startswith("."):
@@ -129,15 +173,33 @@ def _resolver_class() -> Any:
                     param="model",
                 ) from None
             logger.info("adapter fetched", extra={"adapter": lora_name, "path": str(path)})
+            for name in self.cache.victims(keep=lora_name):
+                await self._evict(name)
+            # vLLM replaces this id with its own counter's next value (OpenAIServingModels.
+            # resolve_lora), so every adapter, and every reload of one, gets an id of its own.
             return LoRARequest(lora_name=lora_name, lora_int_id=1, lora_path=str(path))
+
+        async def _evict(self, name: str) -> None:
+            # Out of vLLM's registry before the folder goes: a request that finds the name there
+            # would hand the engine the folder's path. The next request for it resolves it again
+            # (a new id, a fresh download). The engine keeps the weights it loaded for requests in
+            # flight and drops them from its own LRU; it never reads the old folder again. This is
+            # what vLLM's unload_lora_adapter does, without its per-name lock: the request now
+            # resolving that name holds it, and may be waiting for this one's cache lock.
+            if self.models is not None:
+                self.models.lora_requests.pop(name, None)
+            await asyncio.to_thread(self.cache.remove, name)
 
     return StateBucketResolver
 
 
-def install_resolver(settings: Settings) -> bool:
-    """Register the resolver with vLLM when the deployment serves adapters (--enable-lora, a model, a bucket)."""
+def install_resolver(settings: Settings) -> Any:
+    """Register the resolver with vLLM when the deployment serves adapters (--enable-lora, a model, a bucket).
+
+    Returns the resolver (its `attach` takes vLLM's serving models once built), or None.
+    """
     if not (settings.args.enable_lora and settings.model_key and settings.state_bucket):
-        return False
+        return None
     from vllm.lora.resolver import LoRAResolverRegistry
 
     # vLLM consults resolvers only while runtime LoRA updating is on; it reads this at request time.
@@ -146,4 +208,4 @@ def install_resolver(settings: Settings) -> bool:
     resolver = _resolver_class()(store_for(settings.state_bucket), settings.model_key, cache)
     if RESOLVER_NAME not in LoRAResolverRegistry.get_supported_resolvers():
         LoRAResolverRegistry.register_resolver(RESOLVER_NAME, resolver)
-    return True
+    return LoRAResolverRegistry.get_resolver(RESOLVER_NAME)

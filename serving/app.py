@@ -62,8 +62,10 @@ async def _load(app: FastAPI) -> None:
         settings.trust_remote_code,
     )
     try:
-        install_resolver(settings)
+        resolver = install_resolver(settings)
         engine = await load(settings.args, prepare, settings.model_name)
+        if resolver is not None:
+            resolver.attach(engine.app.state.openai_serving_models)
     except Exception as error:
         app.state.phase = Phase.FAILED
         app.state.failure = f"{type(error).__name__}: {error}"

@@ -3,6 +3,8 @@
 Fixed prompt and output lengths (ignore EOS), distinct random token prompts, concurrency levels run in turn.
 Prints throughput, p50/p99 latency, time to first token and time to ready, with ratios to plain vLLM.
   python -m serving.bench --model DIR [--concurrency 1,16,64] [--targets container,vllm,blocking]
+With --adapters N (container and vllm only): N random-weight LoRA adapters served mixed against the
+base model on the same server, and the first request to each of --first-adapters fresh ones timed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from serving import bench_adapters
+from serving.bench_adapters import AdapterResult, AdapterSet
 from serving.bench_load import make_prompts, run_async, run_level
 from serving.bench_report import TargetResult, plot, report
 
@@ -35,9 +39,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _argv(target: str, args: argparse.Namespace, port: int) -> list[str]:
+def _argv(
+    target: str, args: argparse.Namespace, port: int, adapters: AdapterSet | None = None
+) -> list[str]:
     common = ["--max-model-len", str(args.max_model_len), "--dtype", args.dtype]
     common += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
+    if adapters is not None:
+        common += bench_adapters.server_flags(target, adapters, args)
     if target == "container":
         return [
             sys.executable,
@@ -81,20 +89,22 @@ def _argv(target: str, args: argparse.Namespace, port: int) -> list[str]:
 
 
 def _start(
-    target: str, args: argparse.Namespace, log_dir: Path
+    target: str, args: argparse.Namespace, log_dir: Path, adapters: AdapterSet | None = None
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """Start a target and wait for its health 200; returns the process, its URL and time to ready."""
     port = _free_port()
     log = open(log_dir / f"{target}.log", "wb")  # noqa: SIM115 - kept open for the child's lifetime
     started = time.monotonic()
     env = dict(os.environ)
+    if adapters is not None:
+        env.update(bench_adapters.server_env(target, adapters))
     if args.fresh_caches:
         # Each target compiles from scratch, as a new replica does: no target reuses another's cache.
         env["VLLM_CACHE_ROOT"] = str((log_dir / f"cache-{target}").resolve())
         env["TORCHINDUCTOR_CACHE_DIR"] = str((log_dir / f"inductor-{target}").resolve())
         env["TRITON_CACHE_DIR"] = str((log_dir / f"triton-{target}").resolve())
     process = subprocess.Popen(
-        _argv(target, args, port),
+        _argv(target, args, port, adapters),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -175,18 +185,25 @@ def _profile(
     sampler.wait(timeout=args.profile_seconds + 60)
 
 
-def run(args: argparse.Namespace) -> list[TargetResult]:
+def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResult]]:
     vocab = int(json.loads((Path(args.model) / "config.json").read_text())["vocab_size"])
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     results: list[TargetResult] = []
+    adapter_results: list[AdapterResult] = []
+    adapters = bench_adapters.prepare(args, log_dir / "adapters") if args.adapters else None
     for target in args.targets:
         rng = random.Random(args.seed)
         print(f"== {target}: starting", flush=True)
-        process, url, ready = _start(target, args, log_dir)
+        process, url, ready = _start(target, args, log_dir, adapters)
         result = TargetResult(target, round(ready, 2))
         print(f"   ready in {ready:.1f} s", flush=True)
         try:
+            if adapters is not None:
+                measured = bench_adapters.measure(target, url, adapters, args, vocab, rng)
+                adapter_results.append(measured)
+                results.append(result)
+                continue
             stream = target != "blocking"
             run_async(
                 run_level(
@@ -219,7 +236,7 @@ def run(args: argparse.Namespace) -> list[TargetResult]:
         finally:
             _stop(process)
         results.append(result)
-    return results
+    return results, adapter_results
 
 
 def _ints(text: str) -> list[int]:
@@ -269,6 +286,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="after the levels, sample each server with py-spy for this long",
     )
     parser.add_argument("--profile-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--adapters", type=int, default=0, help="adapter mode: this many adapters in the mix"
+    )
+    parser.add_argument("--first-adapters", type=int, default=20, help="fresh adapters probed")
+    parser.add_argument("--adapter-rank", type=int, default=16)
+    parser.add_argument("--first-output-tokens", type=int, default=16)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
     parser.add_argument("--title", default="serving throughput")
@@ -276,13 +299,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    if args.adapters and "blocking" in args.targets:
+        parser.error("--adapters measures the container and vllm targets only")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    results = run(args)
-    table = report(results)
+    results, adapter_results = run(args)
+    table = report(results) if not adapter_results else ""
     print(table)
     if args.out:
         args.out.write_text(
@@ -290,12 +315,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                 {
                     "args": {k: str(v) for k, v in vars(args).items()},
                     "results": [asdict(r) for r in results],
+                    "adapters": [{"summary": r.summary(), **asdict(r)} for r in adapter_results],
                     "table": table,
                 },
                 indent=2,
             )
         )
-    if args.plot:
+    if args.plot and not adapter_results:
         plot(results, args.plot, args.title)
 
 

@@ -37,11 +37,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def _one(
-    session: Any, url: str, prompt: list[int], output_tokens: int, stream: bool
+    session: Any,
+    url: str,
+    prompt: list[int],
+    output_tokens: int,
+    stream: bool,
+    model: str = "bench",
 ) -> tuple[float, float, int]:
     """(latency, time to first token, output tokens) of one completion."""
     body: dict[str, Any] = {
-        "model": "bench",
+        "model": model,
         "prompt": prompt,
         "max_tokens": output_tokens,
         "ignore_eos": True,
@@ -81,13 +86,19 @@ def _usage_tokens(tail: bytes) -> int:
 
 
 async def run_level(
-    url: str, concurrency: int, prompts: list[list[int]], output_tokens: int, stream: bool
+    url: str,
+    concurrency: int,
+    prompts: list[list[int]],
+    output_tokens: int,
+    stream: bool,
+    models: tuple[str, ...] = ("bench",),
 ) -> Level:
+    """Closed loop at `concurrency`; request i asks for models[i % len(models)] (adapters mixed)."""
     import aiohttp
 
-    queue: asyncio.Queue[list[int]] = asyncio.Queue()
-    for prompt in prompts:
-        queue.put_nowait(prompt)
+    queue: asyncio.Queue[tuple[str, list[int]]] = asyncio.Queue()
+    for number, prompt in enumerate(prompts):
+        queue.put_nowait((models[number % len(models)], prompt))
     latencies: list[float] = []
     ttfts: list[float] = []
     totals = [0, 0]  # tokens, errors
@@ -97,9 +108,11 @@ async def run_level(
 
         async def worker() -> None:
             while not queue.empty():
-                prompt = queue.get_nowait()
+                model, prompt = queue.get_nowait()
                 try:
-                    latency, ttft, tokens = await _one(session, url, prompt, output_tokens, stream)
+                    latency, ttft, tokens = await _one(
+                        session, url, prompt, output_tokens, stream, model
+                    )
                 except Exception as error:  # counted, and the first few printed
                     totals[1] += 1
                     if totals[1] <= 3:

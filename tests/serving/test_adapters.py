@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from local.processes import stop
+from serving.adapters import AdapterCache
 from serving.weights import crc32c_of
 
 pytestmark = pytest.mark.engine
@@ -20,6 +22,10 @@ WEIGHTS_BUCKET = "weights-adapters"
 RANK = 8
 # The tiny model's attention (local/tiny_model.py): hidden 256, 4 heads and 1 KV head of 64, 2 layers.
 HIDDEN, Q_OUT, V_OUT, LAYERS = 256, 4 * 64, 1 * 64, 2
+PREDICT = "/predict"
+CACHE_SIZE = 2  # adapter folders on disk: small, so the eviction test evicts
+# Good adapters in the bucket and their seeds; evict-* are used only by the eviction test.
+ADAPTERS = {"tiny-lora": 1, "tiny-lora-2": 4, "evict-a": 5, "evict-b": 6, "evict-c": 7}
 
 
 def _write_adapter(folder: Path, seed: int) -> Path:
@@ -81,7 +87,7 @@ def state(gcs_host: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     bucket = client.bucket(WEIGHTS_BUCKET)
     root = tmp_path_factory.mktemp("adapters")
     state = root / "state"
-    for name, seed in (("tiny-lora", 1), ("tiny-lora-corrupt", 2)):
+    for name, seed in (*ADAPTERS.items(), ("tiny-lora-corrupt", 2)):
         folder = _write_adapter(root / name, seed)
         record = _record(name, folder)
         if name == "tiny-lora-corrupt":
@@ -99,8 +105,15 @@ def state(gcs_host: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def adapter_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's cache folder; adapters land in its adapters/ folder."""
+    return tmp_path_factory.mktemp("serving-cache")
+
+
+@pytest.fixture(scope="module")
 def server(
     state: Path,
+    adapter_cache: Path,
     tiny_model: Path,
     tmp_path_factory: pytest.TempPathFactory,
     launch: Callable[..., Any],
@@ -114,6 +127,8 @@ def server(
     }
     log = tmp_path_factory.mktemp("serving-adapters") / "serving.log"
     args = ["--served-model-name", MODEL, "--enable-lora", "--max-lora-rank", str(RANK)]
+    args += ["--max-loras", "2", "--adapter-cache-size", str(CACHE_SIZE)]
+    args += ["--cache-dir", str(adapter_cache)]
     running = launch(args, log, env=env)
     try:
         yield running
@@ -127,9 +142,39 @@ def http(server: Any) -> Iterator[httpx.Client]:
         yield client
 
 
-def _completion(http: httpx.Client, model: str) -> httpx.Response:
+def _completion(http: httpx.Client, model: str, route: str = "/v1/completions") -> httpx.Response:
     body = {"model": model, "prompt": "the model", "max_tokens": 3, "temperature": 0, "logprobs": 1}
-    return http.post("/v1/completions", json=body)
+    return http.post(route, json=body)
+
+
+def _logprobs(response: httpx.Response) -> list[float]:
+    assert response.status_code == 200, response.text
+    return list(response.json()["choices"][0]["logprobs"]["token_logprobs"])
+
+
+def _loaded(http: httpx.Client) -> set[str]:
+    """The adapters in vLLM's registry (what /v1/models lists besides the base model)."""
+    return {c["id"] for c in http.get("/v1/models").json()["data"]} - {MODEL}
+
+
+class _NoClient:
+    """A client factory that records being called: the cache must not need one."""
+
+    calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        raise AssertionError("no storage client should be built for an intact cached adapter")
+
+
+def test_an_intact_cached_adapter_needs_no_storage_client(state: Path, tmp_path: Path) -> None:
+    """fetch of an adapter already on disk with the record's crc32c builds no client (no credentials)."""
+    record = json.loads((state / "adapters" / MODEL / "tiny-lora.json").read_text())
+    folder = _write_adapter(tmp_path / "adapters" / "tiny-lora", seed=1)
+    make_client = _NoClient()
+    cache = AdapterCache(tmp_path / "adapters", size=4, make_client=make_client)
+    assert cache.fetch(record) == folder
+    assert make_client.calls == 0
 
 
 def test_an_adapter_in_the_bucket_is_served_by_name(http: httpx.Client) -> None:
@@ -182,3 +227,66 @@ def test_an_adapter_whose_files_fail_the_crc32c_check_is_refused(
     assert "tiny-lora-corrupt" not in {c["id"] for c in http.get("/v1/models").json()["data"]}
     # Asked again, it is refused again (the bad download is not cached as a loaded adapter).
     assert _completion(http, "tiny-lora-corrupt").status_code == response.status_code
+
+
+def test_an_adapter_answers_on_every_route(http: httpx.Client) -> None:
+    """chat, completions, Vertex predict (parameters.model), rawPredict and streamRawPredict use the adapter."""
+    direct = _logprobs(_completion(http, "tiny-lora"))
+    assert _logprobs(_completion(http, "tiny-lora", PREDICT)) == direct  # rawPredict, completion
+    assert direct != _logprobs(_completion(http, MODEL))
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "temperature": 0}
+    for route in ("/v1/chat/completions", PREDICT):  # OpenAI chat; rawPredict, chat
+        answer = http.post(route, json={"model": "tiny-lora", **chat})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["model"] == "tiny-lora"
+    parameters = {"model": "tiny-lora", "max_tokens": 3, "temperature": 0, "logprobs": 1}
+    predict = http.post(PREDICT, json={"instances": ["the model"], "parameters": parameters})
+    assert predict.status_code == 200, predict.text
+    prediction = predict.json()["predictions"][0]
+    assert prediction["model"] == "tiny-lora"
+    assert prediction["choices"][0]["logprobs"]["token_logprobs"] == direct
+    stream = {"model": "tiny-lora", "prompt": "the model", "max_tokens": 3, "stream": True}
+    with http.stream("POST", PREDICT, json=stream) as events:  # streamRawPredict
+        assert events.headers["content-type"].startswith("text/event-stream")
+        data = [line[6:] for line in events.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    assert {json.loads(d)["model"] for d in data[:-1]} == {"tiny-lora"}
+
+
+def test_two_adapters_in_one_server_answer_with_their_own_weights(http: httpx.Client) -> None:
+    """Each resolved adapter gets its own engine id: the second is not served the first's weights."""
+    first, second = (
+        _logprobs(_completion(http, "tiny-lora")),
+        _logprobs(_completion(http, "tiny-lora-2")),
+    )
+    assert first != second
+    assert {"tiny-lora", "tiny-lora-2"} <= _loaded(http)
+    # Asked again in the other order, each answers as before.
+    assert _logprobs(_completion(http, "tiny-lora-2")) == second
+    assert _logprobs(_completion(http, "tiny-lora")) == first
+
+
+def test_eviction_drops_the_least_recently_used_adapter_and_vllm_forgets_it(
+    http: httpx.Client, adapter_cache: Path, server: Any
+) -> None:
+    """A use through vLLM's registry counts; the evicted adapter leaves vLLM and is fetched again when asked."""
+    folders = adapter_cache / "adapters"
+    base = _logprobs(_completion(http, MODEL))
+    first: dict[str, list[float]] = {}
+    for name in ("evict-a", "evict-b"):
+        first[name] = _logprobs(_completion(http, name))
+        time.sleep(0.05)  # distinct use times, whatever the clock's resolution
+    assert {p.name for p in folders.iterdir()} == {"evict-a", "evict-b"}  # older ones evicted
+    # evict-a is loaded: this request never reaches the resolver, yet makes it the most recent.
+    assert _logprobs(_completion(http, "evict-a")) == first["evict-a"]
+    time.sleep(0.05)
+    _logprobs(_completion(http, "evict-c"))
+    assert {p.name for p in folders.iterdir()} == {"evict-a", "evict-c"}
+    loaded = _loaded(http)
+    assert "evict-b" not in loaded and {"evict-a", "evict-c"} <= loaded
+    # Asked again, evict-b is fetched again and served with its own weights, not the base's.
+    fetched_before = server.log().count('"adapter": "evict-b"')
+    again = _logprobs(_completion(http, "evict-b"))
+    assert again == first["evict-b"] and again != base
+    assert (folders / "evict-b" / "adapter_model.safetensors").is_file()
+    assert server.log().count('"adapter": "evict-b"') > fetched_before
