@@ -38,6 +38,18 @@ def _crash(step: str) -> tuple[str, str, Callable[[F], str], str, Callable[[F], 
 
 
 # (figures row, property, load, faults, outcome, command)
+def _engine_killed(f: F) -> str:
+    """Every in-flight request's answer, the statuses neither 200 nor 503 named."""
+    other = f["in_flight"] - f["answered_503"] - f["answered_200"] - f["dropped"]
+    named = "/".join(str(status) for status in f["answered_other"])
+    return (
+        f"{f['answered_503']} in-flight got 503, {f['answered_200']} got 200, "
+        + (f"{other} got {named}, " if other else "")
+        + f"{f['dropped']} dropped; health {f['health_after_kill']}; "
+        f"emulator: {f['emulator_available_replicas']} available replicas"
+    )
+
+
 ROWS: list[tuple[str, str, Callable[[F], str], str, Callable[[F], str], str]] = [
     (
         "duplicates",
@@ -148,10 +160,7 @@ ROWS: list[tuple[str, str, Callable[[F], str], str, Callable[[F], str], str]] = 
         "Engine killed under load",
         lambda f: f"{f['in_flight']} requests in flight (256 tokens each)",
         "SIGKILL to the EngineCore process",
-        lambda f: (
-            f"{f['answered_503']} in-flight got 503, {f['answered_200']} got 200, {f['dropped']} dropped; "
-            f"health {f['health_after_kill']}; emulator: {f['emulator_available_replicas']} available replicas"
-        ),
+        _engine_killed,
         f"{PYTEST} tests/reliability/test_serving_load.py -k killed",
     ),
 ]
