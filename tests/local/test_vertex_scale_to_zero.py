@@ -101,9 +101,10 @@ def test_a_model_at_zero_answers_429_scales_up_over_the_deploy_time_and_back_dow
 
     _, endpoints, predictions = clients(vertex.url)
     model, endpoint = model_and_endpoint(vertex)
-    deployed = endpoints.deploy_model(endpoint=endpoint, deployed_model=zeroable(model)).result(
-        timeout=60
-    )
+    # 1200 s periods (6 s scaled): the SDK's operation polling may return a second or more after
+    # the deploy ended, and the 300 s minimum (1.5 s) could scale it to zero before the first predict.
+    zero = zeroable(model, min_scaleup_s=1200, idle_s=1200)
+    deployed = endpoints.deploy_model(endpoint=endpoint, deployed_model=zero).result(timeout=60)
     up_since = time.monotonic()
     resources = deployed.deployed_model.dedicated_resources
     assert resources.min_replica_count == 0 and resources.initial_replica_count == 1
@@ -113,9 +114,9 @@ def test_a_model_at_zero_answers_429_scales_up_over_the_deploy_time_and_back_dow
     while available(endpoints, endpoint) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert available(endpoints, endpoint) == 0
-    assert (
-        time.monotonic() - up_since >= 1.5
-    )  # minScaleupPeriod and idleScaledownPeriod, 300 s each
+    # minScaleupPeriod and idleScaledownPeriod, 1200 s each from the deploy's end (6 s), which is
+    # up to the SDK's polling interval before result() returned.
+    assert time.monotonic() - up_since >= 4.5
     serving = vertex.call("GET", "/emulator/deployments")["deployments"]
     assert not [d for d in serving if d["endpoint"] == endpoint]
 

@@ -44,3 +44,22 @@ def model_versions(vertex_url: str, world: World, model: str) -> list[dict[str, 
 def set_faults(vertex_url: str, **config: Any) -> None:
     response = httpx.put(f"{vertex_url}/emulator/faults", json=config, timeout=10)
     response.raise_for_status()
+
+
+def modelled_ticks(duration: str, pause_s: float) -> int:
+    """Sweep ticks `pause_s` apart that the emulator's modelled `duration.<duration>` adds (0 under legacy).
+
+    The emulator reads its preset, time scale and rules from MODELDROP_VERTEX_* (local.vertex.settings),
+    and so does this.
+    """
+    import argparse
+    import math
+    import os
+
+    from local.vertex.settings import fidelity_from
+
+    fidelity = fidelity_from(
+        argparse.Namespace(fidelity=None, time_scale=None, rule=[]), os.environ
+    )
+    seconds = getattr(fidelity.durations, duration) * fidelity.time_scale
+    return math.ceil(seconds / pause_s)

@@ -142,9 +142,21 @@ def _shape(chunk: Any) -> Any:
     return chunk
 
 
+def _shapes(stream: list[Any]) -> list[Any]:
+    """The stream's chunk shapes, a run of equal ones counted once: when its reader lags (a busy
+    machine), vLLM's engine hands several steps' tokens over as one chunk, so how many text chunks
+    a stream has is timing, not the server."""
+    shapes: list[Any] = []
+    for chunk in stream:
+        shape = _shape(chunk)
+        if not shapes or shapes[-1] != shape:
+            shapes.append(shape)
+    return shapes
+
+
 @pytest.mark.parametrize("api", ["completions", "chat"])
 def test_same_stream_as_vllm(clients: tuple[openai.OpenAI, openai.OpenAI], api: str) -> None:
-    """Streamed chunks (with usage) match vLLM's chunk by chunk, and each server's stream spells
+    """Streamed chunks (with usage) match vLLM's in shape and order, and each server's stream spells
     the same text as its own answer to the same request unstreamed.
 
     The text itself is compared across servers by the unstreamed cases: a random-weight model's
@@ -164,7 +176,7 @@ def test_same_stream_as_vllm(clients: tuple[openai.OpenAI, openai.OpenAI], api: 
         streams.append([_same(c.model_dump()) for c in chunks])
         whole = create(model="tiny", **body).model_dump()
         answers.append(whole["choices"][0].get("text") or whole["choices"][0]["message"]["content"])
-    assert [_shape(c) for c in streams[0]] == [_shape(c) for c in streams[1]]
+    assert _shapes(streams[0]) == _shapes(streams[1])
     for stream, answer in zip(streams, answers, strict=True):
         assert "".join(_text(c) for c in stream) == answer
 
