@@ -225,7 +225,7 @@ def test_only_on_command_may_act_as_the_serving_account() -> None:
 
 
 def test_serving_account_reads_the_weights_and_only_its_prefixes_of_the_state_bucket() -> None:
-    """Serving: objectViewer on weights; on the state bucket only activity/ (write) and deployments/, adapters/ (read), by condition."""
+    """Serving: objectViewer on weights; on the state bucket only activity/ (write) and serving-args/, adapters/ (read), by condition: the prefixes the container reads."""
     serving = [
         grant for grant in grants() if grant["member"] == "${google_service_account.serving.member}"
     ]
@@ -234,8 +234,11 @@ def test_serving_account_reads_the_weights_and_only_its_prefixes_of_the_state_bu
     ]
     assert state_prefixes()["serving"] == {
         "roles/storage.objectUser": ["activity/"],
-        "roles/storage.objectViewer": ["deployments/", "adapters/"],
+        "roles/storage.objectViewer": ["serving-args/", "adapters/"],
     }
+    from serving.flags import DEPLOYMENT_ARGS_PREFIX
+
+    assert DEPLOYMENT_ARGS_PREFIX in state_prefixes()["serving"]["roles/storage.objectViewer"]
 
 
 def state_prefixes() -> dict[str, dict[str, list[str]]]:
