@@ -39,6 +39,9 @@ from local.stack_state import (
     read_state,
     write_state,
 )
+from local.vertex.fidelity import Fidelity
+from local.vertex.settings import fidelity_from
+from local.vertex.settings import parser as vertex_parser
 
 FUNCTIONS = ("on_upload", "on_command", "sweep")
 # max_instance_request_concurrency in terraform/variables.tf: one sweep at a time, 8 events otherwise.
@@ -89,8 +92,10 @@ def stack_env(config: StackConfig) -> dict[str, str]:
         "MODELDROP_MONITORING_API_ENDPOINT": vertex,
         "MODELDROP_DEFAULT_IDLE_TTL": config.default_idle_ttl,
         "MODELDROP_DEPLOY_GRACE": config.deploy_grace,
-        # The emulator's Monitoring delay as it plays it (none in its default preset).
-        "MODELDROP_METRICS_DELAY": os.environ.get("MODELDROP_METRICS_DELAY", "0"),
+        # How late the emulator's Monitoring shows a prediction, as its fidelity plays it.
+        "MODELDROP_METRICS_DELAY": os.environ.get(
+            "MODELDROP_METRICS_DELAY", f"{vertex_fidelity(config).metrics_delay_s}s"
+        ),
         "MODELDROP_DEAD_LETTER_SUBSCRIPTION": DEAD_LETTER_ANSWERS,
     }
 
@@ -274,6 +279,16 @@ def running_state(data_dir: Path) -> StackState | None:
     return None
 
 
+def _fidelity_args(config: StackConfig) -> list[str]:
+    return ["--fidelity", config.fidelity, "--time-scale", f"{config.time_scale:g}"]
+
+
+def vertex_fidelity(config: StackConfig) -> Fidelity:
+    """The rules the stack's emulator plays: its preset and time scale, then `vertex_args`."""
+    args = vertex_parser().parse_args([*_fidelity_args(config), *config.vertex_args])
+    return fidelity_from(args, {})
+
+
 def _start_background(
     config: StackConfig, env: Mapping[str, str], children: dict[str, Child], urls: dict[str, str]
 ) -> None:
@@ -282,7 +297,8 @@ def _start_background(
     python = sys.executable
     logs = config.logs_dir
     vertex_argv = [python, "-m", "local.vertex", "--port", str(ports.vertex)]
-    vertex_argv += ["--data-dir", str(config.data_dir / "vertex"), *config.vertex_args]
+    vertex_argv += ["--data-dir", str(config.data_dir / "vertex")]
+    vertex_argv += [*_fidelity_args(config), *config.vertex_args]
     # Deployments inherit the emulator's environment, as a container inherits its image's.
     vertex_env = {
         "MODELDROP_SERVING_GPU_MEMORY_UTILIZATION": str(config.serving_memory_utilization),

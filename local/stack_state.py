@@ -69,7 +69,12 @@ class StackConfig:
     # vLLM reserves this share of memory per deployment; on the CPU backend it is a share of RAM,
     # and vLLM's 0.9 default leaves nothing for a second engine or the rest of the stack.
     serving_memory_utilization: float = 0.15
-    # Extra flags for the Vertex emulator: --image-map, --fault, --stockout, --deploy-delay, ...
+    # How the Vertex emulator plays Vertex: Google's documented rules and modelled durations
+    # (a CPU deploy 600 s, an undeploy 120 s, Monitoring 60 s samples + 180 s ingestion), scaled.
+    # `legacy` with time scale 0 is the old instant, forgiving emulator.
+    fidelity: str = "faithful"
+    time_scale: float = 0.01
+    # Extra flags for the Vertex emulator: --image-map, --fault, --stockout, --rule, ...
     vertex_args: tuple[str, ...] = ()
     # The functions' entry points; another checkout's for trying changes against a running stack.
     functions_source: Path = REPO_ROOT / "functions" / "main.py"

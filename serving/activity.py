@@ -41,16 +41,30 @@ class Activity:
     @classmethod
     def from_settings(cls, settings: Settings) -> Activity:
         vertex = settings.vertex
-        endpoint = vertex.endpoint_id or "none"
-        deployed = vertex.deployed_model_id or "none"
-        store = store_for(settings.state_bucket) if settings.state_bucket else None
-        identity = {
-            "endpoint_id": endpoint,
-            "deployed_model_id": deployed,
-            "replica": settings.replica,
-        }
-        name = f"activity/{endpoint}/{deployed}/{settings.replica}.json"
-        return cls(store, name, identity, settings.activity_period_s)
+        return cls.for_replica(
+            settings.state_bucket,
+            vertex.endpoint_id,
+            vertex.deployed_model_id,
+            settings.replica,
+            settings.activity_period_s,
+        )
+
+    @classmethod
+    def for_replica(
+        cls,
+        state_bucket: str | None,
+        endpoint_id: str | None,
+        deployed_model_id: str | None,
+        replica: str,
+        period_s: float,
+    ) -> Activity:
+        """The record of one replica of one deployment; no store (nothing written) without a bucket."""
+        endpoint = endpoint_id or "none"
+        deployed = deployed_model_id or "none"
+        store = store_for(state_bucket) if state_bucket else None
+        identity = {"endpoint_id": endpoint, "deployed_model_id": deployed, "replica": replica}
+        name = f"activity/{endpoint}/{deployed}/{replica}.json"
+        return cls(store, name, identity, period_s)
 
     def begin(self) -> None:
         self.requests += 1

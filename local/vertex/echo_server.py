@@ -3,7 +3,9 @@
 Run as `python -m local.vertex.echo_server [--exit-at-start] [--start-delay SECONDS] [--max-body BYTES]`;
 it answers 413 to a larger body, as a model server with a request limit does. It listens on
 AIP_HTTP_PORT, answers AIP_HEALTH_ROUTE, echoes instances on AIP_PREDICT_ROUTE (SSE when the body
-asks for `stream: true`) and serves minimal OpenAI chat/completions.
+asks for `stream: true`) and serves minimal OpenAI chat/completions. Given a state bucket
+(MODELDROP_STATE_BUCKET, as modeldrop's registry sets it), it writes the container's activity
+records too.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from local.vertex.echo_activity import EchoActivity
+
 ENV = dict(os.environ)
 MAX_BODY = [0]  # --max-body: bodies over this many bytes get 413 (0: no limit)
+ACTIVITY: list[EchoActivity] = []  # set at start where the container would write records
 
 
 def completion(body: dict[str, Any], chat: bool) -> dict[str, Any]:
@@ -78,6 +83,13 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": "not found"})
 
     def do_POST(self) -> None:
+        if not ACTIVITY:
+            self._post()
+            return
+        with ACTIVITY[0].request():
+            self._post()
+
+    def _post(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length", 0)))
         if MAX_BODY[0] and len(raw) > MAX_BODY[0]:
             self._json(413, {"error": f"body of {len(raw)} bytes is over {MAX_BODY[0]}"})
@@ -122,6 +134,9 @@ def main() -> int:
         print("echo server: refusing to start (--exit-at-start)", flush=True)
         return 3
     time.sleep(args.start_delay)
+    activity = EchoActivity.from_env(ENV)
+    if activity is not None:
+        ACTIVITY.append(activity)
     server = ThreadingHTTPServer(("127.0.0.1", int(ENV["AIP_HTTP_PORT"])), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -8,11 +8,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 PRESETS = ("legacy", "faithful")
+SAMPLE_PERIOD_S = (
+    60  # Vertex's metrics are sampled every 60 s (the metric descriptors' samplePeriod)
+)
 # The routes Monitoring's prediction_count may count; which ones Vertex counts is not documented.
 ROUTES = ("predict", "rawPredict", "streamRawPredict", "chatCompletions", "completions")
 
@@ -106,6 +110,15 @@ class Fidelity:
     @property
     def ingest_delay_scaled_s(self) -> float:
         return self.ingest_delay_s * self.time_scale
+
+    @property
+    def metrics_delay_s(self) -> int:
+        """How old a prediction can be and still be missing from Monitoring: its 60 s sample must
+        close (sampling is not scaled: aligned points are whole minutes), then the ingestion
+        delay, scaled; rounded up. The control plane's MODELDROP_METRICS_DELAY against this emulator."""
+        if not self.metric_sampling:
+            return 0  # counts show at once (local.vertex.monitoring.PredictionCounts.visible)
+        return math.ceil(SAMPLE_PERIOD_S + self.ingest_delay_scaled_s) + 1  # +1: whole seconds
 
 
 FAITHFUL = Fidelity(

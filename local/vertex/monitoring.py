@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from local.vertex.errors import invalid
-from local.vertex.fidelity import Fidelity
+from local.vertex.fidelity import SAMPLE_PERIOD_S, Fidelity
 
 METRIC = "aiplatform.googleapis.com/prediction/online/prediction_count"
 RESOURCE = "aiplatform.googleapis.com/Endpoint"
-RAW_PERIOD_S = 60  # Vertex writes prediction_count once a minute.
+RAW_PERIOD_S = SAMPLE_PERIOD_S  # Vertex writes prediction_count once a minute.
 ALIGNERS = {0: "ALIGN_NONE", 1: "ALIGN_DELTA", 2: "ALIGN_RATE", 14: "ALIGN_SUM"}
 REDUCERS = {0: "REDUCE_NONE", 4: "REDUCE_SUM"}
 _TERM = re.compile(r'^\s*([\w.]+)\s*=\s*(?:"([^"]*)"|one_of\(([^)]*)\))\s*$')

@@ -272,3 +272,50 @@ def test_deploy_takes_serving_args_after_a_double_dash(
     body = deploy_body(parse_args(["deploy", "gemma", *argv]))
     assert body.get("serving_args") == expected
     assert "--accelerator" not in (body.get("serving_args") or [])
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, ("faithful", 0.01)),
+        (["--fidelity", "legacy", "--time-scale", "0"], {}, ("legacy", 0.0)),
+        (
+            [],
+            {"MODELDROP_VERTEX_FIDELITY": "legacy", "MODELDROP_VERTEX_TIME_SCALE": "0.5"},
+            ("legacy", 0.5),
+        ),
+        (["--time-scale", "0.02"], {"MODELDROP_VERTEX_TIME_SCALE": "0.5"}, ("faithful", 0.02)),
+    ],
+)
+def test_local_up_plays_vertex_faithfully_unless_told_otherwise(
+    argv: list[str], env: dict[str, str], expected: tuple[str, float], tmp_path: Path
+) -> None:
+    """`local up` starts the faithful emulator at time scale 0.01; flags beat MODELDROP_VERTEX_*."""
+    from modeldrop.cli.app import parse_args
+    from modeldrop.cli.context import Context
+    from modeldrop.cli.local_cmd import stack_config
+
+    args = parse_args(["local", "up", "--local-dir", str(tmp_path), *argv])
+    config = stack_config(Context(args, env=env))
+    assert (config.fidelity, config.time_scale) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--time-scale", "-1"], {}, "must not be negative"),
+        ([], {"MODELDROP_VERTEX_TIME_SCALE": "fast"}, "must be a number"),
+        ([], {"MODELDROP_VERTEX_FIDELITY": "exact"}, "faithful or legacy"),
+    ],
+)
+def test_local_up_refuses_a_bad_fidelity_or_time_scale(
+    argv: list[str], env: dict[str, str], message: str, tmp_path: Path
+) -> None:
+    """A time scale or preset the emulator would refuse is a usage error before anything starts."""
+    from modeldrop.cli.app import parse_args
+    from modeldrop.cli.context import Context, UsageError
+    from modeldrop.cli.local_cmd import stack_config
+
+    args = parse_args(["local", "up", "--local-dir", str(tmp_path), *argv])
+    with pytest.raises(UsageError, match=message):
+        stack_config(Context(args, env=env))

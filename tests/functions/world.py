@@ -136,14 +136,15 @@ class DeadLetterTopic:
 
 
 def _metrics_delay() -> str:
-    """The emulator's Monitoring delay under MODELDROP_VERTEX_FIDELITY (faithful: 60 s samples,
-    then 180 s of ingestion, scaled by MODELDROP_VERTEX_TIME_SCALE)."""
+    """The emulator's Monitoring delay under MODELDROP_VERTEX_FIDELITY / _TIME_SCALE / _RULES, as
+    it plays it (faithful: a 60 s sample, then 180 s of ingestion scaled)."""
+    import argparse
     import os
 
-    if os.environ.get("MODELDROP_VERTEX_FIDELITY", "legacy") == "legacy":
-        return "0"
-    scale = float(os.environ.get("MODELDROP_VERTEX_TIME_SCALE", "1"))
-    return str(int(60 + 180 * scale) + 1)
+    from local.vertex.settings import fidelity_from
+
+    none = argparse.Namespace(fidelity=None, time_scale=None, rule=[])
+    return f"{fidelity_from(none, os.environ).metrics_delay_s}s"
 
 
 def make_world(vertex_url: str, **overrides: str) -> World:

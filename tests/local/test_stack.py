@@ -14,11 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from support.names import PROJECT
 
 from local.bridge import FINALIZED, NotANotification, make_handler, storage_event
-from local.stack import down, running_state, status, up
+from local.stack import down, running_state, stack_env, status, up, vertex_fidelity
 from local.stack_state import (
     PartState,
     Ports,
@@ -178,6 +179,22 @@ def test_a_state_file_whose_processes_are_gone_counts_as_no_stack(tmp_path: Path
 
 
 @pytest.mark.stack
+def test_the_stacks_vertex_plays_the_faithful_preset_and_tells_the_sweep_its_metrics_delay(
+    tmp_path: Path,
+) -> None:
+    """By default the emulator runs faithful at time scale 0.01 and the functions are told Monitoring's delay; legacy at scale 0 is instant."""
+    faithful = StackConfig(data_dir=tmp_path)
+    assert vertex_fidelity(faithful).preset == "faithful"
+    assert vertex_fidelity(faithful).seconds("deploy_cpu") == pytest.approx(6.0)
+    assert stack_env(faithful)["MODELDROP_METRICS_DELAY"] == "63s"
+    legacy = StackConfig(data_dir=tmp_path, fidelity="legacy", time_scale=0)
+    assert vertex_fidelity(legacy).seconds("deploy_cpu") == 0
+    assert stack_env(legacy)["MODELDROP_METRICS_DELAY"] == "0s"
+    # A rule passed through --vertex-arg counts too.
+    sampled_off = StackConfig(data_dir=tmp_path, vertex_args=("--rule=metric_sampling=off",))
+    assert stack_env(sampled_off)["MODELDROP_METRICS_DELAY"] == "0s"
+
+
 def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: Path) -> None:
     """Every part answers after up(); a second up() says the stack runs; down() stops each PID and removes the state."""
     config = StackConfig(
@@ -204,6 +221,15 @@ def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: 
         assert all(p.answers for p in parts), [(p.name, p.log) for p in parts if not p.answers]
         assert state.env["PUBSUB_EMULATOR_HOST"] == f"127.0.0.1:{config.ports.pubsub}"
         assert all(Path(p.log).exists() for p in parts)
+        # The stack's Vertex plays Google's rules by default: an endpoint id Vertex refuses.
+        refused = httpx.post(
+            f"{state.vertex_endpoint}/v1/projects/{config.project}/locations/{config.region}/endpoints",
+            params={"endpointId": "7b-chat"},
+            json={"displayName": "x"},
+            timeout=10,
+        )
+        assert refused.status_code == 400, refused.text
+        assert state.env["MODELDROP_METRICS_DELAY"] == "63s"
         with pytest.raises(StackError, match="already running"):
             up(config)
     finally:

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from functions.world import make_world
 from reliability.figures import FIGURES_ENV, Figures
+from reliability.helpers import vertex_env, vertex_fidelity
 from reliability.plane import Plane, start_plane, stop_plane
 
 from local.processes import stop
@@ -24,9 +25,12 @@ def plane(tmp_path_factory: pytest.TempPathFactory, gcs_host: str) -> Iterator[P
     import sys
 
     tmp = tmp_path_factory.mktemp("plane")
-    vertex = launch(tmp, "--image-map", CRASH_MAP.format(python=sys.executable))
+    env = vertex_env()
+    vertex = launch(tmp, "--image-map", CRASH_MAP.format(python=sys.executable), env=env)
     # A short upload wait: the hostile corpus proves abandoned uploads end within the test.
-    world = make_world(vertex.url, upload_wait="15s")
+    world = make_world(
+        vertex.url, upload_wait="15s", metrics_delay=f"{vertex_fidelity().metrics_delay_s}s"
+    )
     running = None
     try:
         running = start_plane(world, vertex, tmp / "logs")

@@ -6,9 +6,13 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, Context
+from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, Context, UsageError
 from modeldrop.durations import parse_duration
+
+if TYPE_CHECKING:
+    from local.stack_state import StackConfig
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,6 +52,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="vLLM's memory share per deployment (on the CPU: of RAM; default 0.15)",
     )
     up.add_argument(
+        "--fidelity",
+        choices=("faithful", "legacy"),
+        help="how the Vertex emulator plays Vertex: faithful (Google's documented rules and modelled "
+        "durations; the default) or legacy (instant, forgiving); default $MODELDROP_VERTEX_FIDELITY "
+        "or faithful",
+    )
+    up.add_argument(
+        "--time-scale",
+        type=float,
+        help="multiplies the modelled durations (0.01: a 600 s CPU deploy takes 6 s; 0: instant); "
+        "default $MODELDROP_VERTEX_TIME_SCALE or 0.01",
+    )
+    up.add_argument(
         "--vertex-arg",
         action="append",
         default=[],
@@ -83,24 +100,8 @@ def _data_dir(ctx: Context) -> Path:
 
 def local_up(ctx: Context) -> int:
     from local.stack import running_state, up
-    from local.stack_state import Ports, StackConfig
 
-    a = ctx.args
-    ports = Ports(**{name: getattr(a, f"port_{name}") for name, _ in Ports().items()})
-    if a.free_ports:
-        ports = ports.with_free_ports()
-    config = StackConfig(
-        data_dir=_data_dir(ctx),
-        ports=ports,
-        project=a.project,
-        region=a.region,
-        tick_s=float(parse_duration(a.tick)) or 1.0,
-        default_idle_ttl=a.default_idle_ttl,
-        deploy_grace=a.deploy_grace,
-        memory_gcs=a.memory,
-        serving_memory_utilization=a.serving_memory_utilization,
-        vertex_args=tuple(a.vertex_arg),
-    )
+    config = stack_config(ctx)
     started = time.monotonic()
     if running_state(config.data_dir) is None:
         ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
@@ -117,6 +118,49 @@ def local_up(ctx: Context) -> int:
         ctx.print(f"export CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE={front}")
         ctx.print("export CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true")
     return EXIT_OK
+
+
+def stack_config(ctx: Context) -> StackConfig:
+    """The stack `local up` starts, from its flags and MODELDROP_VERTEX_* in the environment."""
+    from local.stack_state import Ports, StackConfig
+
+    a = ctx.args
+    ports = Ports(**{name: getattr(a, f"port_{name}") for name, _ in Ports().items()})
+    if a.free_ports:
+        ports = ports.with_free_ports()
+    return StackConfig(
+        data_dir=_data_dir(ctx),
+        ports=ports,
+        project=a.project,
+        region=a.region,
+        tick_s=float(parse_duration(a.tick)) or 1.0,
+        default_idle_ttl=a.default_idle_ttl,
+        deploy_grace=a.deploy_grace,
+        memory_gcs=a.memory,
+        serving_memory_utilization=a.serving_memory_utilization,
+        fidelity=_fidelity(a.fidelity, ctx.env.get("MODELDROP_VERTEX_FIDELITY")),
+        time_scale=_time_scale(a.time_scale, ctx.env.get("MODELDROP_VERTEX_TIME_SCALE")),
+        vertex_args=tuple(a.vertex_arg),
+    )
+
+
+def _fidelity(flag: str | None, env: str | None) -> str:
+    chosen = flag or env or "faithful"
+    if chosen not in ("faithful", "legacy"):
+        raise UsageError(f"MODELDROP_VERTEX_FIDELITY must be faithful or legacy, not {chosen!r}")
+    return chosen
+
+
+def _time_scale(flag: float | None, env: str | None) -> float:
+    if flag is None and env:
+        try:
+            flag = float(env)
+        except ValueError:
+            raise UsageError(f"MODELDROP_VERTEX_TIME_SCALE must be a number, not {env!r}") from None
+    scale = 0.01 if flag is None else flag
+    if scale < 0:
+        raise UsageError(f"the time scale must not be negative, got {scale:g}")
+    return scale
 
 
 def local_down(ctx: Context) -> int:
