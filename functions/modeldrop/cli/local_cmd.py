@@ -39,6 +39,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="no idle teardown this soon after a deploy (default 60s)",
     )
     up.add_argument(
+        "--wake-timeout",
+        default="3m",
+        help="how long the gateway holds a request while its endpoint wakes (default 3m)",
+    )
+    up.add_argument(
         "--memory", action="store_true", help="keep GCS objects in memory, not in the data folder"
     )
     up.add_argument(
@@ -97,10 +102,17 @@ def local_up(ctx: Context) -> int:
         tick_s=float(parse_duration(a.tick)) or 1.0,
         default_idle_ttl=a.default_idle_ttl,
         deploy_grace=a.deploy_grace,
+        wake_timeout=a.wake_timeout,
         memory_gcs=a.memory,
         serving_memory_utilization=a.serving_memory_utilization,
         vertex_args=tuple(a.vertex_arg),
     )
+    try:
+        parse_duration(a.wake_timeout)
+    except ValueError as error:
+        from modeldrop.cli.context import UsageError
+
+        raise UsageError(f"--wake-timeout: {error}") from error
     started = time.monotonic()
     if running_state(config.data_dir) is None:
         ctx.say(f"starting the local stack in {config.data_dir} (logs in {config.logs_dir})")
@@ -111,6 +123,10 @@ def local_up(ctx: Context) -> int:
     ctx.print(f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}")
     ctx.print(f"export STORAGE_EMULATOR_HOST={state.storage_host}")
     ctx.print(f"export MODELDROP_VERTEX_API_ENDPOINT={state.vertex_endpoint}")
+    if state.gateway_url:
+        # The front door speaks the OpenAI API: the openai client reads OPENAI_BASE_URL.
+        ctx.print(f"export MODELDROP_GATEWAY_URL={state.gateway_url}")
+        ctx.print(f"export OPENAI_BASE_URL={state.gateway_url}/v1")
     # gcloud storage needs no credentials against the local bucket, and the front's endpoint.
     front = state.env.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")
     if front:
