@@ -99,6 +99,11 @@ def stack_env(config: StackConfig) -> dict[str, str]:
         # Keep-alives and looks at a waking endpoint, quicker than on Google Cloud (10 s, 2 s).
         "MODELDROP_GATEWAY_KEEPALIVE": os.environ.get("MODELDROP_GATEWAY_KEEPALIVE", "5s"),
         "MODELDROP_GATEWAY_POLL": os.environ.get("MODELDROP_GATEWAY_POLL", "1s"),
+        # Short local idle TTLs (the demo's 20 s) need the gateway's activity written more often
+        # than Google Cloud's once a minute.
+        "MODELDROP_GATEWAY_ACTIVITY_PERIOD": os.environ.get(
+            "MODELDROP_GATEWAY_ACTIVITY_PERIOD", "5s"
+        ),
     }
 
 

@@ -166,6 +166,7 @@ class Gateway:
         s = self.ctx.settings
         started = self._clock()
         refusals = 0  # scale-to-zero's 429s so far
+        rechecked = False
         while True:
             waited = self._clock() - started
             seen = self.observer.get(endpoint)
@@ -182,6 +183,13 @@ class Gateway:
                     yield Hold(Phase.SCALING_UP, waited, reason)
                     self._sleep(pause)
                     continue
+                if answer.status >= 400 and not rechecked:
+                    # A teardown may have raced the last look: if the endpoint serves nothing
+                    # now, this request is held like any other that finds it asleep.
+                    rechecked = True
+                    if not self.observer.fresh(endpoint).serving:
+                        answer.close()
+                        continue
                 yield answer
                 return
             if decision.action is Action.WAKE:
@@ -233,8 +241,6 @@ class Gateway:
             if gateway_rules.is_scale_up(429, text):
                 return None
             return _unreachable(endpoint, text, 429)
-        if answer.status >= 400:
-            self.observer.forget(endpoint)  # a teardown may have raced this request
         return answer
 
     # Side effects: the wake, activity records --------------------------------------------------

@@ -133,6 +133,11 @@ class Observer:
                 return entry.seen
         return self._fetch(endpoint, entry)
 
+    def fresh(self, endpoint: str) -> Observation:
+        """A new look now (Vertex refused a request the last look said it would serve)."""
+        self.forget(endpoint)
+        return self._fetch(endpoint, None)
+
     def forget(self, endpoint: str) -> None:
         """The next `get` looks again (after this process published a wake, or Vertex refused)."""
         self._entries.pop(endpoint, None)
