@@ -58,12 +58,13 @@ class Gateway:
         prediction: Prediction | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        look: Callable[[str], Observation] | None = None,
     ) -> None:
         s = ctx.settings
         self.ctx = ctx
         self.prediction = prediction or VertexPrediction(s.project, s.region, s.vertex_api_endpoint)
         self.observer = gateway_state.Observer(
-            lambda endpoint: gateway_state.observe(ctx, endpoint), s.gateway_poll_s, clock
+            look or (lambda endpoint: gateway_state.observe(ctx, endpoint)), s.gateway_poll_s, clock
         )
         self._clock, self._sleep = clock, sleep
         self._published: set[str] = set()
