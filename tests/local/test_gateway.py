@@ -45,7 +45,8 @@ def test_requests_to_a_sleeping_endpoint_wake_it_once_and_are_all_answered(rig: 
 
 
 def test_a_ready_endpoint_is_proxied_streams_chunk_by_chunk(rig: Rig) -> None:
-    """Awake: chat, completion, streamed chat and Vertex predict go through with Vertex's answers."""
+    """Awake: chat, completion, streamed chat and Vertex predict go through with Vertex's answers,
+    and `modeldrop chat/predict --via-gateway` too."""
     gw = rig.gateway
     messages = [{"role": "user", "content": "hi"}]
     chat = httpx.post(f"{gw}/v1/chat/completions", json={"model": ENDPOINT, "messages": messages})
@@ -63,6 +64,8 @@ def test_a_ready_endpoint_is_proxied_streams_chunk_by_chunk(rig: Rig) -> None:
         f"{gw}/v1/endpoints/{ENDPOINT}:predict", json={"instances": [{"prompt": "hi"}]}
     )
     assert predict.status_code == 200 and predict.json()["predictions"][0]["echo"]
+    assert rig.cli("chat", ENDPOINT, "hi", "--via-gateway").stdout.startswith("echo from")
+    assert '"echo"' in rig.cli("predict", ENDPOINT, "hi", "--via-gateway").stdout
     models = httpx.get(f"{gw}/v1/models").json()["data"]
     assert {"id": ENDPOINT, "state": "ready"}.items() <= next(
         m for m in models if m["id"] == ENDPOINT
