@@ -196,6 +196,7 @@ def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: 
             "on_upload",
             "on_command",
             "sweep",
+            "gateway",
             "bridge",
             "relay",
             "gcs-front",
