@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
+import pytest
 from support.builders import make_env
 
 from modeldrop.config import Settings
 from modeldrop.context import Context
+from modeldrop.errors import ConfigError
 from modeldrop.gateway import Gateway, Hold
 from modeldrop.gateway_rules import Observation, Phase, Serving, WakeNote, wake_request_id
 from modeldrop.prediction import Answer, answered
@@ -131,3 +133,12 @@ def test_past_the_deadline_a_held_request_is_refused_with_retry_after() -> None:
     assert getattr(last, "code", None) == 503
     assert last.headers["Retry-After"] == "5"  # type: ignore[union-attr]
     assert last.body["error"]["state"] == "asleep"  # type: ignore[union-attr]
+
+
+def test_the_gateways_settings_are_read_once_with_their_defaults_and_checked() -> None:
+    """20 min wake timeout by default; a keep-alive or poll of 0 s is refused naming the variable."""
+    settings = Settings.from_env(make_env())
+    assert (settings.wake_timeout_s, settings.gateway_keepalive_s) == (1200, 10)
+    assert Settings.from_env(make_env(wake_timeout="3m")).wake_timeout_s == 180
+    with pytest.raises(ConfigError, match="MODELDROP_GATEWAY_KEEPALIVE"):
+        Settings.from_env(make_env(gateway_keepalive="0s"))
