@@ -142,3 +142,18 @@ def test_the_gateways_settings_are_read_once_with_their_defaults_and_checked() -
     assert Settings.from_env(make_env(wake_timeout="3m")).wake_timeout_s == 180
     with pytest.raises(ConfigError, match="MODELDROP_GATEWAY_KEEPALIVE"):
         Settings.from_env(make_env(gateway_keepalive="0s"))
+
+
+def test_a_held_stream_gets_keep_alives_then_the_503_as_its_last_event() -> None:
+    """Streamed and asleep past the deadline: 200 with SSE comments, then the error event and [DONE]."""
+    import json
+
+    asleep = Observation("ep", True, (), "m", T0)
+    gw, _ = gateway(lambda e: asleep, Prediction((200, b"")), wake_timeout="5s")
+    response = gw.serve("ep", "streamRawPredict", lambda seen: b"{}", stream=True)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    lines = b"".join(response.response).decode().split("\n\n")  # type: ignore[arg-type]
+    assert lines[0].startswith(": asleep") and lines[-1] == ""
+    assert lines[-2] == "data: [DONE]"
+    error = json.loads(lines[-3].removeprefix("data: "))["error"]
+    assert (error["code"], error["state"], error["retry_after_s"]) == (503, "asleep", 5)
