@@ -11,19 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from flask import Request, Response
 
-from modeldrop import activity, gateway_http, gateway_rules, gateway_state
+from modeldrop import gateway_http, gateway_rules, gateway_state
 from modeldrop.context import Context, context
 from modeldrop.errors import ModeldropError
+from modeldrop.gateway_effects import Effects
 from modeldrop.gateway_http import BadRequest, Failure
 from modeldrop.gateway_rules import Action, Decision, Observation, Phase
 from modeldrop.labels import MANAGED_FILTER
@@ -67,10 +66,7 @@ class Gateway:
             look or (lambda endpoint: gateway_state.observe(ctx, endpoint)), s.gateway_poll_s, clock
         )
         self._clock, self._sleep = clock, sleep
-        self._published: set[str] = set()
-        self._wake_lock = threading.Lock()
-        self._touched: dict[str, float] = {}
-        self._touch_lock = threading.Lock()
+        self.effects = Effects(ctx, self.observer, clock)
 
     # Routes -----------------------------------------------------------------------------------
 
@@ -195,7 +191,7 @@ class Gateway:
                 return
             if decision.action is Action.WAKE:
                 assert decision.wake_request_id is not None
-                self._wake(endpoint, decision.wake_request_id)
+                self.effects.wake(endpoint, decision.wake_request_id)
             elif decision.action is not Action.HOLD:
                 yield gateway_http.refusal(decision, endpoint, self._retry_after)
                 return
@@ -230,7 +226,7 @@ class Gateway:
 
     def _send(self, endpoint: str, seen: Observation, verb: str, body: bytes) -> Answer | None:
         """Vertex's answer; None when scale-to-zero refused it (Vertex scales up by itself)."""
-        self._touch(endpoint, seen)
+        self.effects.touch(endpoint, seen)
         try:
             answer = self.prediction.call(endpoint, verb, body)
         except ModeldropError as error:
@@ -243,59 +239,6 @@ class Gateway:
                 return None
             return _unreachable(endpoint, text, 429)
         return answer
-
-    # Side effects: the wake, activity records --------------------------------------------------
-
-    def _wake(self, endpoint: str, request_id: str) -> None:
-        """Publish this sleep's wake, once per process (other instances publish the same request
-        id, which the control plane runs once); the wake note tells later looks it is under way."""
-        with self._wake_lock:
-            if request_id in self._published:
-                return
-            now = datetime.now(UTC)
-            command = {
-                "action": "wake",
-                "request_id": request_id,
-                "endpoint": endpoint,
-                "issued_at": now.isoformat(),
-            }
-            try:
-                self.ctx.publisher.publish_command(command)
-                gateway_state.write_note(self.ctx, endpoint, request_id, now)
-            except ModeldropError as error:
-                log.warning("waking %s: %s (tried again at the next look)", endpoint, error)
-                return
-            self._published.add(request_id)
-            self.observer.forget(endpoint)
-            log.info("waking %s: published wake %s", endpoint, request_id)
-
-    def _touch(self, endpoint: str, seen: Observation) -> None:
-        """Count the request as activity: at most one write per endpoint per period, off the
-        request's path."""
-        now = self._clock()
-        period = self.ctx.settings.gateway_activity_period_s
-        with self._touch_lock:
-            last = self._touched.get(endpoint)
-            if last is not None and now - last < period:
-                return
-            self._touched[endpoint] = now
-        at = datetime.now(UTC)
-        threading.Thread(
-            target=self._write_activity, args=(endpoint, seen, at), daemon=True
-        ).start()
-
-    def _write_activity(self, endpoint: str, seen: Observation, at: datetime) -> None:
-        for serving in seen.serving:
-            try:
-                activity.write_gateway(
-                    self.ctx.storage,
-                    self.ctx.settings.state_bucket,
-                    endpoint,
-                    serving.deployed_model_id,
-                    at,
-                )
-            except Exception as error:  # a record is a signal, never a reason to fail a request
-                log.warning("activity record for %s not written: %s", endpoint, error)
 
 
 def _only(method: str, allowed: str) -> None:

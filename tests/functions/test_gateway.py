@@ -33,9 +33,11 @@ class Publisher:
 class Storage:
     def __init__(self) -> None:
         self.written: dict[str, bytes] = {}
+        self.names: list[str] = []  # every write, in order
 
     def write(self, bucket: str, name: str, data: bytes, **_: Any) -> int:
         self.written[name] = data
+        self.names.append(name)
         return 1
 
 
@@ -157,3 +159,26 @@ def test_a_held_stream_gets_keep_alives_then_the_503_as_its_last_event() -> None
     assert lines[-2] == "data: [DONE]"
     error = json.loads(lines[-3].removeprefix("data: "))["error"]
     assert (error["code"], error["state"], error["retry_after_s"]) == (503, "asleep", 5)
+
+
+def test_proxied_requests_count_as_activity_at_most_once_per_period() -> None:
+    """Three requests in a row: one gateway activity record write for the serving deployment."""
+    import json
+    import time
+
+    gw, _ = gateway(lambda e: READY, Prediction((200, b"{}")), gateway_activity_period="1h")
+    for _ in range(3):
+        list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    storage = cast(Storage, gw.ctx.storage)
+    for _ in range(100):
+        if storage.written:
+            break
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert storage.names == ["activity/ep/1/gateway.json"]
+    record = json.loads(storage.written["activity/ep/1/gateway.json"])
+    assert (record["endpoint_id"], record["deployed_model_id"], record["in_flight"]) == (
+        "ep",
+        "1",
+        0,
+    )
