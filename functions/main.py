@@ -14,12 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import functions_framework
+from flask import Request, Response
 from werkzeug.exceptions import ServiceUnavailable
 
 from modeldrop import events, logs
 from modeldrop.context import context
 from modeldrop.errors import PermanentError, TransientError
 from modeldrop.executor import on_message
+from modeldrop.gateway import front_door
 from modeldrop.layout import WeightsObject, classify
 from modeldrop.sweeper import sweep as run_sweep
 from modeldrop.uploads import on_object
@@ -76,6 +78,12 @@ def sweep(event: Any) -> None:
     """A scheduler tick: follow operations, tear down idle deployments, repair drift."""
     summary = run_sweep(context(), datetime.now(UTC))
     log.info("sweep: %s", summary)
+
+
+@functions_framework.http
+def gateway(request: Request) -> Response:
+    """The front door: route a request to its endpoint by name, waking it first if it sleeps."""
+    return front_door().handle(request)
 
 
 def _retry(what: str, event: Any, error: TransientError) -> None:

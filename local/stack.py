@@ -46,10 +46,13 @@ from local.vertex.settings import parser as vertex_parser
 FUNCTIONS = ("on_upload", "on_command", "sweep")
 # max_instance_request_concurrency in terraform/variables.tf: one sweep at a time, 8 events otherwise.
 FUNCTION_CONCURRENCY = {"on_upload": 8, "on_command": 8, "sweep": 1}
+# The gateway holds each request in a thread while its endpoint wakes. On Google Cloud more
+# instances start past var.gateway.concurrency; here one instance holds them all.
+GATEWAY_THREADS = 256
 # Stop order: what feeds work in first, then the functions, then Vertex (which stops its
 # deployments), the storage and Pub/Sub emulators last.
 STOP_STAGES: tuple[tuple[str, ...], ...] = (
-    ("scheduler", "relay", "bridge"),
+    ("scheduler", "relay", "bridge", "gateway"),
     FUNCTIONS,
     ("vertex",),
     ("gcs-front", "gcs", "pubsub"),
@@ -97,6 +100,15 @@ def stack_env(config: StackConfig) -> dict[str, str]:
             "MODELDROP_METRICS_DELAY", f"{vertex_fidelity(config).metrics_delay_s}s"
         ),
         "MODELDROP_DEAD_LETTER_SUBSCRIPTION": DEAD_LETTER_ANSWERS,
+        "MODELDROP_WAKE_TIMEOUT": config.wake_timeout,
+        # Keep-alives and looks at a waking endpoint, quicker than on Google Cloud (10 s, 2 s).
+        "MODELDROP_GATEWAY_KEEPALIVE": os.environ.get("MODELDROP_GATEWAY_KEEPALIVE", "5s"),
+        "MODELDROP_GATEWAY_POLL": os.environ.get("MODELDROP_GATEWAY_POLL", "1s"),
+        # Short local idle TTLs (the demo's 20 s) need the gateway's activity written more often
+        # than Google Cloud's once a minute.
+        "MODELDROP_GATEWAY_ACTIVITY_PERIOD": os.environ.get(
+            "MODELDROP_GATEWAY_ACTIVITY_PERIOD", "5s"
+        ),
     }
 
 
@@ -148,7 +160,7 @@ def up(config: StackConfig, progress: Progress = lambda line: None) -> StackStat
             progress(
                 f"gcs         ready on 127.0.0.1:{ports.gcs} ({time.monotonic() - began:.1f}s)"
             )
-            for name in ("vertex", *FUNCTIONS, "bridge", "gcs-front"):
+            for name in ("vertex", *FUNCTIONS, "gateway", "bridge", "gcs-front"):
                 _wait_ready(name, children[name], urls[name], timeout_s=120)
                 progress(f"{name:<11} ready at {urls[name]} ({time.monotonic() - began:.1f}s)")
             routes = []
@@ -320,6 +332,14 @@ def _start_background(
         threads = {**env, "THREADS": str(FUNCTION_CONCURRENCY[name])}
         children[name] = start(name, argv, logs / f"{name}.log", env=threads, cwd=REPO_ROOT)
         urls[name] = f"http://127.0.0.1:{port}/"
+    argv = [python, "-m", "functions_framework", "--source", str(config.functions_source)]
+    argv += ["--target", "gateway", "--signature-type", "http"]
+    argv += ["--host", "127.0.0.1", "--port", str(ports.gateway)]
+    gateway_env = {**env, "THREADS": str(GATEWAY_THREADS)}
+    children["gateway"] = start(
+        "gateway", argv, logs / "gateway.log", env=gateway_env, cwd=REPO_ROOT
+    )
+    urls["gateway"] = f"http://127.0.0.1:{ports.gateway}/"
     bridge_argv = [python, "-m", "local.bridge", "--port", str(ports.bridge)]
     bridge_argv += ["--target", f"http://127.0.0.1:{ports.on_upload}/"]
     children["bridge"] = start("bridge", bridge_argv, logs / "bridge.log", env=env, cwd=REPO_ROOT)

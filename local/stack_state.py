@@ -44,6 +44,7 @@ class Ports:
     sweep: int = 8093
     bridge: int = 8094
     gcs_front: int = 8095  # fake-gcs-server with the JSON API calls gcloud needs (local.gcs_front)
+    gateway: int = 8096  # the front door (an HTTP function)
 
     def items(self) -> list[tuple[str, int]]:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
@@ -65,6 +66,8 @@ class StackConfig:
     tick_s: float = 10.0
     default_idle_ttl: str = "30m"
     deploy_grace: str = "60s"
+    # How long the gateway holds a request through a wake (20 min on Google Cloud).
+    wake_timeout: str = "3m"
     memory_gcs: bool = False
     # vLLM reserves this share of memory per deployment; on the CPU backend it is a share of RAM,
     # and vLLM's 0.9 default leaves nothing for a second engine or the rest of the stack.
@@ -135,6 +138,12 @@ class StackState(BaseModel):
     @property
     def vertex_endpoint(self) -> str:
         return self.env["MODELDROP_VERTEX_API_ENDPOINT"]
+
+    @property
+    def gateway_url(self) -> str | None:
+        """The front door's base URL (None for a stack started before it had one)."""
+        part = self.parts.get("gateway")
+        return part.url.rstrip("/") if part is not None and part.url else None
 
 
 def read_state(data_dir: Path) -> StackState | None:

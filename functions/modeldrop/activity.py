@@ -8,6 +8,7 @@ the OpenAI routes, and it is not minutes late.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -69,3 +70,25 @@ def merged(
         if latest is not None:
             out[key] = latest
     return out
+
+
+GATEWAY_REPLICA = "gateway"
+
+
+def write_gateway(
+    storage: Storage, bucket: str, endpoint_id: str, deployed_model_id: str, at: datetime
+) -> None:
+    """The gateway's record for one deployment: requests it sent there count as activity, as the
+    container's own records do (the sweep reads both alike). One object for every gateway instance:
+    each writes the time of its latest request, so the record holds a recent one."""
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    record = {
+        "endpoint_id": endpoint_id,
+        "deployed_model_id": deployed_model_id,
+        "replica": GATEWAY_REPLICA,
+        "last_request_at": stamp,
+        "in_flight": 0,
+        "written_at": stamp,
+    }
+    name = f"{PREFIX}{endpoint_id}/{deployed_model_id}/{GATEWAY_REPLICA}.json"
+    storage.write(bucket, name, json.dumps(record).encode())

@@ -41,6 +41,13 @@ class Settings:
     # A subscription on the dead-letter topic that the sweep drains: each command there gets its
     # `failed` result. None: dead letters wait for a person.
     dead_letter_subscription: str | None = None
+    # The gateway: how long a request is held through a wake before a 503 (Retry-After), how often
+    # a held stream gets an SSE keep-alive, how often it looks at the endpoint again, and how often
+    # it writes an endpoint's activity record (at most once per endpoint per period).
+    wake_timeout_s: int = 20 * 60
+    gateway_keepalive_s: int = 10
+    gateway_poll_s: int = 2
+    gateway_activity_period_s: int = 60
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -66,6 +73,12 @@ class Settings:
                 allow_remote_code=_flag(env, "allow_remote_code"),
                 delete_empty_endpoints=_flag(env, "delete_empty_endpoints"),
                 dead_letter_subscription=get("dead_letter_subscription"),
+                wake_timeout_s=_duration(env, "wake_timeout", cls.wake_timeout_s),
+                gateway_keepalive_s=_positive(env, "gateway_keepalive", cls.gateway_keepalive_s),
+                gateway_poll_s=_positive(env, "gateway_poll", cls.gateway_poll_s),
+                gateway_activity_period_s=_duration(
+                    env, "gateway_activity_period", cls.gateway_activity_period_s
+                ),
             )
         except ValueError as error:
             raise ConfigError(str(error)) from error
@@ -93,6 +106,10 @@ OPTIONAL = (
     "allow_remote_code",
     "delete_empty_endpoints",
     "dead_letter_subscription",
+    "wake_timeout",
+    "gateway_keepalive",
+    "gateway_poll",
+    "gateway_activity_period",
 )
 VARIABLES = tuple(PREFIX + name.upper() for name in REQUIRED + OPTIONAL)
 
@@ -111,6 +128,13 @@ def _duration(env: Mapping[str, str], name: str, default: int) -> int:
         return parse_duration(raw)
     except ValueError as error:
         raise ValueError(f"{PREFIX + name.upper()}: {error}") from error
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    seconds = _duration(env, name, default)
+    if seconds < 1:
+        raise ValueError(f"{PREFIX + name.upper()} must be at least 1s")
+    return seconds
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

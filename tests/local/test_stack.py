@@ -213,6 +213,7 @@ def test_up_starts_every_part_refuses_a_second_up_and_down_stops_them(tmp_path: 
             "on_upload",
             "on_command",
             "sweep",
+            "gateway",
             "bridge",
             "relay",
             "gcs-front",
@@ -320,6 +321,9 @@ def test_down_stops_the_vertex_emulators_deployments_too(tmp_path: Path) -> None
         ports=Ports().with_free_ports(),
         project="modeldrop-test",  # the project local.vertex.testing's helpers name
         memory_gcs=True,
+        # local.vertex.testing's raw helpers don't wait for upload operations: instant Vertex.
+        fidelity="legacy",
+        time_scale=0,
         vertex_args=("--image-map", ECHO_MAP, "--health-interval", "0.2"),
     )
     state = up(config)

@@ -258,8 +258,22 @@ def state_prefixes() -> dict[str, dict[str, list[str]]]:
 
 
 def test_gateway_account_keeps_only_wakes_and_activity_in_the_state_bucket() -> None:
-    """The gateway may read and write wakes/ and activity/ of the state bucket, and nothing else there."""
-    assert state_prefixes()["gateway"] == {"roles/storage.objectUser": ["wakes/", "activity/"]}
+    """The gateway may write wakes/ and activity/ of the state bucket and read teardowns/ and its
+    own wakes' request records, and nothing else there."""
+    assert state_prefixes()["gateway"] == {
+        "roles/storage.objectUser": ["wakes/", "activity/"],
+        "roles/storage.objectViewer": ["teardowns/", "requests/gateway-wake-"],
+    }
+
+
+def test_the_gateways_wake_request_ids_fall_under_its_grant() -> None:
+    """Every wake the gateway publishes has a request id its conditioned read covers."""
+    from datetime import UTC, datetime
+
+    from modeldrop import gateway_rules
+
+    rid = gateway_rules.wake_request_id("e", datetime(2026, 1, 2, tzinfo=UTC))
+    assert f"requests/{rid}.json".startswith(state_prefixes()["gateway"]["roles/storage.objectViewer"][1])
 
 
 def test_gateway_is_an_http_function_behind_iam_with_a_long_timeout() -> None:

@@ -56,6 +56,15 @@ def _waiting(parser: argparse.ArgumentParser, timeout: float) -> None:
     parser.add_argument("--json", action="store_true", help="print the final result as JSON")
 
 
+def _via_gateway(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--via-gateway",
+        action="store_true",
+        help="go through the front door (the gateway), which wakes a torn-down endpoint and holds "
+        "the request until it answers; with chat, --model then names an adapter",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modeldrop",
@@ -174,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--temperature", type=float)
     p.add_argument("--json", action="store_true", help="print the whole response")
+    _via_gateway(p)
     p.set_defaults(handler=serve.predict)
 
     p = sub.add_parser("chat", help="chat with an endpoint, streaming the answer (OpenAI API)")
@@ -183,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the served model name (default: the endpoint's deployed model)")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float)
+    _via_gateway(p)
     p.set_defaults(handler=serve.chat)
 
     local_cmd.add_parsers(sub)

@@ -43,6 +43,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="no idle teardown this soon after a deploy (default 60s)",
     )
     up.add_argument(
+        "--wake-timeout",
+        default="3m",
+        help="how long the gateway holds a request while its endpoint wakes (default 3m)",
+    )
+    up.add_argument(
         "--memory", action="store_true", help="keep GCS objects in memory, not in the data folder"
     )
     up.add_argument(
@@ -112,6 +117,10 @@ def local_up(ctx: Context) -> int:
     ctx.print(f"export PUBSUB_EMULATOR_HOST={state.pubsub_host}")
     ctx.print(f"export STORAGE_EMULATOR_HOST={state.storage_host}")
     ctx.print(f"export MODELDROP_VERTEX_API_ENDPOINT={state.vertex_endpoint}")
+    if state.gateway_url:
+        # The front door speaks the OpenAI API: the openai client reads OPENAI_BASE_URL.
+        ctx.print(f"export MODELDROP_GATEWAY_URL={state.gateway_url}")
+        ctx.print(f"export OPENAI_BASE_URL={state.gateway_url}/v1")
     # gcloud storage needs no credentials against the local bucket, and the front's endpoint.
     front = state.env.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE")
     if front:
@@ -136,12 +145,21 @@ def stack_config(ctx: Context) -> StackConfig:
         tick_s=float(parse_duration(a.tick)) or 1.0,
         default_idle_ttl=a.default_idle_ttl,
         deploy_grace=a.deploy_grace,
+        wake_timeout=_wake_timeout(a.wake_timeout),
         memory_gcs=a.memory,
         serving_memory_utilization=a.serving_memory_utilization,
         fidelity=_fidelity(a.fidelity, ctx.env.get("MODELDROP_VERTEX_FIDELITY")),
         time_scale=_time_scale(a.time_scale, ctx.env.get("MODELDROP_VERTEX_TIME_SCALE")),
         vertex_args=tuple(a.vertex_arg),
     )
+
+
+def _wake_timeout(text: str) -> str:
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        raise UsageError(f"--wake-timeout: {error}") from error
+    return text
 
 
 def _fidelity(flag: str | None, env: str | None) -> str:

@@ -44,6 +44,8 @@ class Profile:
     vertex_api_endpoint: str | None = None
     monitoring_api_endpoint: str | None = None
     emulator_env: tuple[tuple[str, str], ...] = ()
+    # The front door (the gateway function): the local stack's, or the URL terraform outputs.
+    gateway_url: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -107,7 +109,9 @@ def resolve(
     values: dict[str, Any] = {"region": DEFAULT_REGION, **DEFAULT_TOPICS}
     file_values = _from_file(name, env) if name != GCP else _from_file_optional(GCP, env)
     values.update(file_values)
-    for key in ("project", "region", "weights_bucket", "state_bucket") + tuple(DEFAULT_TOPICS):
+    for key in ("project", "region", "weights_bucket", "state_bucket", "gateway_url") + tuple(
+        DEFAULT_TOPICS
+    ):
         if env.get(f"MODELDROP_{key.upper()}"):  # flags > environment > profile file
             values[key] = env[f"MODELDROP_{key.upper()}"]
     values.update({k: v for k, v in overrides.items() if v})
@@ -131,6 +135,7 @@ def resolve(
         state_bucket=values.get("state_bucket"),
         commands_topic=str(values["commands_topic"]),
         results_topic=str(values["results_topic"]),
+        gateway_url=values.get("gateway_url"),
     )
 
 
@@ -161,6 +166,7 @@ def _local(data_dir: Path) -> Profile:
         vertex_api_endpoint=env["MODELDROP_VERTEX_API_ENDPOINT"],
         monitoring_api_endpoint=env.get("MODELDROP_MONITORING_API_ENDPOINT"),
         emulator_env=tuple((k, env[k]) for k in EMULATOR_VARIABLES),
+        gateway_url=state.gateway_url,
     )
 
 
@@ -184,9 +190,14 @@ def _from_file(name: str, env: Mapping[str, str]) -> dict[str, Any]:
     if name not in profiles:
         known = ", ".join(sorted(profiles)) or "none"
         raise ConfigError(f"no profile {name!r} in {path} (profiles there: {known})")
-    allowed = {"project", "region", "prefix", "weights_bucket", "state_bucket"} | set(
-        DEFAULT_TOPICS
-    )
+    allowed = {
+        "project",
+        "region",
+        "prefix",
+        "weights_bucket",
+        "state_bucket",
+        "gateway_url",
+    } | set(DEFAULT_TOPICS)
     unknown = set(profiles[name]) - allowed
     if unknown:
         raise ConfigError(

@@ -9,9 +9,11 @@ from typing import Any
 
 from modeldrop.cli.context import EXIT_OK, Context, NotFound, Unreachable, UsageError
 from modeldrop.cli.profile import Profile
-from modeldrop.errors import PermanentError
+from modeldrop.errors import ConfigError, PermanentError
 
 REQUEST_TIMEOUT_S = 300.0
+# Through the gateway a request may be held while its endpoint wakes (20 min on Google Cloud).
+GATEWAY_TIMEOUT_S = 3600.0
 
 
 def access_token(profile: Profile) -> str | None:
@@ -26,9 +28,37 @@ def access_token(profile: Profile) -> str | None:
     return str(credentials.token)
 
 
-def _headers(profile: Profile) -> dict[str, str]:
-    token = access_token(profile)
+def _headers(profile: Profile, via_gateway: bool = False) -> dict[str, str]:
+    token = gateway_token(profile) if via_gateway else access_token(profile)
     return {"authorization": f"Bearer {token}"} if token else {}
+
+
+def gateway_url(profile: Profile) -> str:
+    """The front door's base URL; ConfigError when the profile names none."""
+    if not profile.gateway_url:
+        raise ConfigError(
+            f"profile {profile.name!r} names no gateway: set MODELDROP_GATEWAY_URL (terraform "
+            "output gateway_url) or gateway_url in the profile"
+        )
+    return profile.gateway_url.rstrip("/")
+
+
+def gateway_token(profile: Profile) -> str | None:
+    """An ID token for the gateway's Cloud Run service (run.invoker checks one); None locally."""
+    if profile.is_local:
+        return None
+    import google.auth.transport.requests
+    import google.oauth2.id_token
+
+    request = google.auth.transport.requests.Request()  # type: ignore[no-untyped-call]
+    try:
+        token = google.oauth2.id_token.fetch_id_token(request, gateway_url(profile))  # type: ignore[no-untyped-call]
+    except Exception as error:
+        raise ConfigError(
+            f"no ID token for the gateway ({error}): run as a service account, or "
+            "`gcloud auth application-default login --impersonate-service-account ...`"
+        ) from error
+    return str(token)
 
 
 def predict_request(
@@ -41,13 +71,20 @@ def predict_request(
     return {"instances": [{"prompt": p} for p in prompts], "parameters": parameters}
 
 
-def call_predict(profile: Profile, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
-    """POST `body` to the endpoint's :predict; the JSON answer, or an error naming Vertex's message."""
+def call_predict(
+    profile: Profile, endpoint: str, body: dict[str, Any], via_gateway: bool = False
+) -> dict[str, Any]:
+    """POST `body` to the endpoint's :predict (directly, or through the gateway, which wakes a
+    sleeping endpoint first); the JSON answer, or an error naming the message."""
     import httpx
 
-    url = profile.endpoint_url(endpoint) + ":predict"
+    if via_gateway:
+        url, timeout = f"{gateway_url(profile)}/v1/endpoints/{endpoint}:predict", GATEWAY_TIMEOUT_S
+    else:
+        url, timeout = profile.endpoint_url(endpoint) + ":predict", REQUEST_TIMEOUT_S
     try:
-        response = httpx.post(url, json=body, headers=_headers(profile), timeout=REQUEST_TIMEOUT_S)
+        headers = _headers(profile, via_gateway)
+        response = httpx.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
         raise Unreachable(f"{url}: {error}") from error
     if response.status_code == 404:
@@ -68,10 +105,18 @@ def _message(response: Any) -> str:
         return str(response.text[:500])
 
 
-def openai_client(profile: Profile, endpoint: str) -> Any:
-    """The official `openai` client pointed at the endpoint's OpenAI-compatible routes."""
+def openai_client(profile: Profile, endpoint: str, via_gateway: bool = False) -> Any:
+    """The official `openai` client pointed at the endpoint's OpenAI-compatible routes, or at
+    the gateway's (which routes by the request's `model`)."""
     import openai
 
+    if via_gateway:
+        return openai.OpenAI(
+            base_url=gateway_url(profile) + "/v1",
+            api_key=gateway_token(profile) or "unused-locally",
+            timeout=GATEWAY_TIMEOUT_S,
+            max_retries=1,
+        )
     return openai.OpenAI(
         base_url=profile.endpoint_url(endpoint),
         api_key=access_token(profile) or "unused-locally",
@@ -108,15 +153,21 @@ def stream_chat(
     max_tokens: int,
     temperature: float | None,
     model: str | None = None,
+    via_gateway: bool = False,
 ) -> Iterator[str]:
     """The assistant's reply, piece by piece, as the endpoint streams it."""
     import openai
 
-    client = openai_client(profile, endpoint)
+    client = openai_client(profile, endpoint, via_gateway)
     extra: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
+    if via_gateway:
+        # The gateway routes by `model`: the endpoint, and `:adapter` for an adapter.
+        name = f"{endpoint}:{model}" if model else endpoint
+    else:
+        name = model or served_model(profile, endpoint)
     try:
         stream = client.chat.completions.create(
-            model=model or served_model(profile, endpoint),
+            model=name,
             messages=messages,
             max_tokens=max_tokens,
             stream=True,
@@ -150,7 +201,7 @@ def predict(ctx: Context) -> int:
         body = predict_request(a.prompt, a.max_tokens, a.temperature)
     else:
         raise UsageError("give one or more prompts, or --instances JSON")
-    answer = call_predict(ctx.profile(), a.endpoint, body)
+    answer = call_predict(ctx.profile(), a.endpoint, body, a.via_gateway)
     if a.json:
         ctx.print(json.dumps(answer, indent=2))
     else:
@@ -182,7 +233,9 @@ def chat(ctx: Context) -> int:
     messages = ([{"role": "system", "content": a.system}] if a.system else []) + [
         {"role": "user", "content": text}
     ]
-    pieces = stream_chat(ctx.profile(), a.endpoint, messages, a.max_tokens, a.temperature, a.model)
+    pieces = stream_chat(
+        ctx.profile(), a.endpoint, messages, a.max_tokens, a.temperature, a.model, a.via_gateway
+    )
     for piece in pieces:
         ctx.out.write(piece)
         ctx.out.flush()

@@ -1,0 +1,184 @@
+"""The gateway applying its decisions, with fakes at the edges: Vertex's answers, the bucket, Pub/Sub."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from support.builders import make_env
+
+from modeldrop.config import Settings
+from modeldrop.context import Context
+from modeldrop.errors import ConfigError
+from modeldrop.gateway import Gateway, Hold
+from modeldrop.gateway_rules import Observation, Phase, Serving, WakeNote, wake_request_id
+from modeldrop.prediction import Answer, answered
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+NOT_READY = b'{"error": {"code": 429, "message": "Model is not yet ready for inference."}}'
+READY = Observation("ep", True, (Serving("1", "m", 100),))
+
+
+class Publisher:
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def publish_command(self, command: dict[str, Any]) -> None:
+        self.commands.append(command)
+
+
+class Storage:
+    def __init__(self) -> None:
+        self.written: dict[str, bytes] = {}
+        self.names: list[str] = []  # every write, in order
+
+    def write(self, bucket: str, name: str, data: bytes, **_: Any) -> int:
+        self.written[name] = data
+        self.names.append(name)
+        return 1
+
+
+class Prediction:
+    """Vertex's answers in turn; the last one repeats."""
+
+    def __init__(self, *answers: tuple[int, bytes]) -> None:
+        self.answers = list(answers)
+        self.bodies: list[bytes] = []
+
+    def call(self, endpoint_id: str, method: str, body: bytes) -> Answer:
+        self.bodies.append(body)
+        status, data = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return answered(status, data)
+
+
+def gateway(look: Any, prediction: Prediction, **env: str) -> tuple[Gateway, Publisher]:
+    settings = Settings.from_env(make_env(**env))
+    publisher = Publisher()
+    ctx = SimpleNamespace(settings=settings, publisher=publisher, storage=Storage())
+    clock = iter(float(n) for n in range(10_000))
+    made = Gateway(
+        cast(Context, ctx),
+        prediction,
+        clock=lambda: next(clock),
+        sleep=lambda s: None,
+        look=look,
+    )
+    return made, publisher
+
+
+def test_scale_to_zeros_429_is_held_and_retried_without_a_wake() -> None:
+    """Vertex answers 'not yet ready' twice: the request is held (scaling up), retried, answered; no wake."""
+    vertex = Prediction((429, NOT_READY), (429, NOT_READY), (200, b'{"ok": 1}'))
+    gw, publisher = gateway(lambda e: READY, vertex)
+    events = list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    assert [type(e).__name__ for e in events] == ["Hold", "Hold", "Answer"]
+    assert all(isinstance(e, Hold) and e.phase is Phase.SCALING_UP for e in events[:2])
+    assert events[-1].status == 200  # type: ignore[union-attr]
+    assert publisher.commands == []
+
+
+def test_a_quota_429_is_passed_through() -> None:
+    """A 429 that is not scale-to-zero's is Vertex's answer to the caller."""
+    gw, _ = gateway(lambda e: READY, Prediction((429, b'{"error": {"message": "Quota"}}')))
+    (answer,) = list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    assert isinstance(answer, Answer) and answer.status == 429
+
+
+def test_an_asleep_endpoint_is_woken_once_however_many_requests_wait() -> None:
+    """50 requests at once on a sleeping endpoint: one wake published (its note written), all answered."""
+    rid = wake_request_id("ep", T0)
+    looks = {"n": 0}
+    lock = threading.Lock()
+
+    def look(endpoint: str) -> Observation:
+        with lock:
+            looks["n"] += 1
+            if looks["n"] <= 3:
+                return Observation("ep", True, (), "m", T0)
+            if looks["n"] <= 6:
+                return Observation("ep", True, (), "m", None, WakeNote(rid, T0))
+            return READY
+
+    vertex = Prediction((200, b'{"ok": 1}'))
+    gw, publisher = gateway(look, vertex)
+    answers: list[Any] = []
+
+    def one() -> None:
+        answers.append(list(gw.events("ep", "rawPredict", lambda seen: b"{}"))[-1])
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert [c["request_id"] for c in publisher.commands] == [rid]
+    assert publisher.commands[0]["action"] == "wake"
+    assert len(answers) == 50 and all(a.status == 200 for a in answers)
+
+
+def test_the_model_field_becomes_the_served_model_or_the_adapter() -> None:
+    """`model: <endpoint>` reaches the container as its served model name."""
+    vertex = Prediction((200, b"{}"))
+    gw, _ = gateway(lambda e: READY, vertex)
+    list(gw.events("ep", "rawPredict", lambda seen: seen.served_model.encode()))
+    assert vertex.bodies == [b"m"]
+
+
+def test_past_the_deadline_a_held_request_is_refused_with_retry_after() -> None:
+    """Asleep and never woken within MODELDROP_WAKE_TIMEOUT: 503, Retry-After, the state named."""
+    gw, _ = gateway(lambda e: Observation("ep", True, (), "m", T0), Prediction((200, b"")),
+                    wake_timeout="5s")  # fmt: skip
+    last = list(gw.events("ep", "rawPredict", lambda seen: b"{}"))[-1]
+    assert getattr(last, "code", None) == 503
+    assert last.headers["Retry-After"] == "5"  # type: ignore[union-attr]
+    assert last.body["error"]["state"] == "asleep"  # type: ignore[union-attr]
+
+
+def test_the_gateways_settings_are_read_once_with_their_defaults_and_checked() -> None:
+    """20 min wake timeout by default; a keep-alive or poll of 0 s is refused naming the variable."""
+    settings = Settings.from_env(make_env())
+    assert (settings.wake_timeout_s, settings.gateway_keepalive_s) == (1200, 10)
+    assert Settings.from_env(make_env(wake_timeout="3m")).wake_timeout_s == 180
+    with pytest.raises(ConfigError, match="MODELDROP_GATEWAY_KEEPALIVE"):
+        Settings.from_env(make_env(gateway_keepalive="0s"))
+
+
+def test_a_held_stream_gets_keep_alives_then_the_503_as_its_last_event() -> None:
+    """Streamed and asleep past the deadline: 200 with SSE comments, then the error event and [DONE]."""
+    import json
+
+    asleep = Observation("ep", True, (), "m", T0)
+    gw, _ = gateway(lambda e: asleep, Prediction((200, b"")), wake_timeout="5s")
+    response = gw.serve("ep", "streamRawPredict", lambda seen: b"{}", stream=True)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    lines = b"".join(response.response).decode().split("\n\n")  # type: ignore[arg-type]
+    assert lines[0].startswith(": asleep") and lines[-1] == ""
+    assert lines[-2] == "data: [DONE]"
+    error = json.loads(lines[-3].removeprefix("data: "))["error"]
+    assert (error["code"], error["state"], error["retry_after_s"]) == (503, "asleep", 5)
+
+
+def test_proxied_requests_count_as_activity_at_most_once_per_period() -> None:
+    """Three requests in a row: one gateway activity record write for the serving deployment."""
+    import json
+    import time
+
+    gw, _ = gateway(lambda e: READY, Prediction((200, b"{}")), gateway_activity_period="1h")
+    for _ in range(3):
+        list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    storage = cast(Storage, gw.ctx.storage)
+    for _ in range(100):
+        if storage.written:
+            break
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert storage.names == ["activity/ep/1/gateway.json"]
+    record = json.loads(storage.written["activity/ep/1/gateway.json"])
+    assert (record["endpoint_id"], record["deployed_model_id"], record["in_flight"]) == (
+        "ep",
+        "1",
+        0,
+    )

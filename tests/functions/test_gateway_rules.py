@@ -1,0 +1,153 @@
+"""The gateway's pure decisions: what a request does for each state of its endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modeldrop.gateway_rules import (
+    Action,
+    Observation,
+    Phase,
+    Serving,
+    WakeNote,
+    backoff_s,
+    decide,
+    is_scale_up,
+    retry_after_s,
+    target,
+    wake_request_id,
+)
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+TIMEOUT = 1200.0
+
+
+def seen(**overrides: object) -> Observation:
+    """An endpoint that exists and serves nothing, nothing torn down; fields overridden."""
+    return replace(Observation("ep", True), **overrides)  # type: ignore[arg-type]
+
+
+def test_a_serving_endpoint_is_proxied() -> None:
+    """A deployment with traffic: proxy, whatever the wake records say."""
+    decision = decide(seen(serving=(Serving("1", "m", 100),), teardown_at=T0), 0, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.PROXY, Phase.READY)
+
+
+def test_an_unknown_endpoint_is_404() -> None:
+    """No endpoint and no teardown record: not found."""
+    decision = decide(seen(exists=False), 0, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.NOT_FOUND, Phase.UNKNOWN)
+
+
+def test_an_endpoint_with_nothing_to_wake_is_409_with_the_reason() -> None:
+    """Nothing deployed, nothing torn down, no wake under way: conflict, saying to deploy."""
+    decision = decide(seen(), 0, TIMEOUT)
+    assert decision.action is Action.CONFLICT
+    assert "send a deploy command" in decision.reason
+
+
+def test_a_torn_down_endpoint_is_woken_with_the_request_id_of_its_sleep() -> None:
+    """A teardown record and no wake note for it: wake, with the id derived from the record."""
+    decision = decide(seen(teardown_at=T0), 0, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.WAKE, Phase.ASLEEP)
+    assert decision.wake_request_id == wake_request_id("ep", T0)
+
+
+def test_one_sleep_gives_one_request_id_and_the_next_sleep_another() -> None:
+    """Deterministic per teardown record (every instance derives the same), new for a new sleep."""
+    assert wake_request_id("ep", T0) == wake_request_id("ep", T0)
+    assert wake_request_id("ep", T0) != wake_request_id("ep", T0 + timedelta(microseconds=1))
+    assert wake_request_id("a" * 63, T0).startswith("gateway-wake-")
+    assert len(wake_request_id("a" * 63, T0)) <= 128
+
+
+def test_a_wake_already_published_for_this_sleep_is_held_not_sent_again() -> None:
+    """The note names this sleep's request id: hold."""
+    note = WakeNote(wake_request_id("ep", T0), T0)
+    decision = decide(seen(teardown_at=T0, wake=note), 5, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.HOLD, Phase.WAKING)
+
+
+def test_a_note_of_an_earlier_sleep_does_not_stop_this_sleeps_wake() -> None:
+    """A note for an older teardown (woken, then asleep again) is not this sleep's wake."""
+    old = WakeNote(wake_request_id("ep", T0), T0, outcome="ready")
+    later = T0 + timedelta(hours=1)
+    assert decide(seen(teardown_at=later, wake=old), 0, TIMEOUT).action is Action.WAKE
+
+
+def test_a_wake_under_way_after_the_teardown_record_is_taken_is_held() -> None:
+    """The wake consumed the teardown record; its request is not done: hold."""
+    note = WakeNote(wake_request_id("ep", T0), T0)
+    decision = decide(seen(wake=note), 30, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.HOLD, Phase.WAKING)
+
+
+def test_a_failed_wake_ends_held_requests_with_its_reason() -> None:
+    """The wake's request ended failed: 502 naming it and Vertex's reason, no waiting to the deadline."""
+    note = WakeNote(wake_request_id("ep", T0), T0, outcome="failed", message="stockout")
+    decision = decide(seen(wake=note), 30, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.FAILED, Phase.WAKE_FAILED)
+    assert "stockout" in decision.reason
+
+
+def test_a_woken_endpoint_that_serves_nothing_again_has_nothing_to_wake() -> None:
+    """The wake ended ready but nothing serves and nothing was torn down since: 409."""
+    note = WakeNote(wake_request_id("ep", T0), T0, outcome="ready")
+    assert decide(seen(wake=note), 0, TIMEOUT).action is Action.CONFLICT
+
+
+@pytest.mark.parametrize(
+    ("teardown", "note_for_it", "phase"),
+    [(True, False, Phase.ASLEEP), (True, True, Phase.WAKING), (False, True, Phase.WAKING)],
+)
+def test_past_the_deadline_a_held_request_gives_up_naming_the_state(
+    teardown: bool, note_for_it: bool, phase: Phase
+) -> None:
+    """At the wake timeout: give up (503), with the phase the endpoint is in."""
+    note = WakeNote(wake_request_id("ep", T0), T0) if note_for_it else None
+    decision = decide(seen(teardown_at=T0 if teardown else None, wake=note), TIMEOUT, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.GIVE_UP, phase)
+
+
+def test_the_served_model_is_the_main_deployments_model() -> None:
+    """The model name sent to the container: the deployment with most traffic, else the label."""
+    two = (Serving("1", "old", 10), Serving("2", "new", 90))
+    assert seen(serving=two).served_model == "new"
+    assert seen(model_label="labelled").served_model == "labelled"
+    assert seen().served_model == "ep"
+
+
+def test_only_vertexs_scale_up_answer_counts_as_scaling_up() -> None:
+    """429 with Vertex's 'not yet ready' text is a scale-up; a quota 429 is not."""
+    text = "Model is not yet ready for inference. Please wait while model completes scale-up"
+    assert is_scale_up(429, text)
+    assert not is_scale_up(429, "Quota exceeded for aiplatform.googleapis.com/online_prediction")
+    assert not is_scale_up(503, text)
+
+
+def test_backoff_grows_to_its_cap_and_retry_after_is_bounded() -> None:
+    """0.5 s doubling to the cap; Retry-After a tenth of the deadline within 5-60 s."""
+    assert [backoff_s(n, 10) for n in range(6)] == [0.5, 1, 2, 4, 8, 10]
+    assert backoff_s(10_000, 10) == 10
+    assert (retry_after_s(1200), retry_after_s(180), retry_after_s(10)) == (60, 18, 5)
+
+
+@pytest.mark.parametrize(
+    ("model", "endpoint", "adapter"),
+    [("ep", "ep", None), ("ep:sql-lora", "ep", "sql-lora"), ("1234", "1234", None)],
+)
+def test_model_names_an_endpoint_and_maybe_an_adapter(
+    model: str, endpoint: str, adapter: str | None
+) -> None:
+    """`<endpoint>` or `<endpoint>:<adapter>`."""
+    assert (target(model).endpoint, target(model).adapter) == (endpoint, adapter)
+
+
+@pytest.mark.parametrize("model", [None, "", 7, "Bad_Name", "ep:", "ep:bad/adapter"])
+def test_a_model_that_names_no_endpoint_is_refused(model: object) -> None:
+    """Anything else is a ValueError saying what is wrong."""
+    with pytest.raises(ValueError, match="model"):
+        target(model)
