@@ -116,17 +116,12 @@ class Rollout:
             # Node provisioning takes the first 40% of a modelled deploy; a stockout shows then.
             operations.stage(self.store, operation, "ADDING_NODES_TO_CLUSTER")
             await asyncio.sleep(self.faults.config.deploy_delay_s + 0.4 * total)
-            if (
-                self.faults.config.stockout
-                and spec.machine_spec
-                and spec.machine_spec.accelerator_type
-            ):
-                location = name.split("/")[3]
+            accelerator = spec.machine_spec.accelerator_type if spec.machine_spec else None
+            location = name.split("/")[3]
+            if self.faults.config.stocked_out(accelerator, location):
                 raise ApiError(
                     "RESOURCE_EXHAUSTED",
-                    STOCKOUT_MESSAGE.format(
-                        accelerator=spec.machine_spec.accelerator_type, location=location
-                    ),
+                    STOCKOUT_MESSAGE.format(accelerator=accelerator, location=location),
                 )
             operations.stage(self.store, operation, "STARTING_MODEL_SERVER")
             await self.deployments.launch(spec)
