@@ -30,7 +30,16 @@ def plan(
     steps = [s.model_copy(update={"part": i, "parts": len(steps)}) for i, s in enumerate(steps)]
     for step in steps[1:]:
         ctx.state.record_operation(step.model_copy(update={"deferred": True}))
-    return start(ctx, now, steps[0], endpoint)
+    try:
+        return start(ctx, now, steps[0], endpoint)
+    except PermanentError:
+        # Refused before anything started (quota, bad input): the request ends failed, and no
+        # step of it may keep the endpoint busy.
+        for step in steps:
+            ctx.state.forget_operation(step)
+            if step.action in DEPLOYS:
+                placing.forget_serving_args(ctx, step)
+        raise
 
 
 def start(
