@@ -69,7 +69,7 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
     endpoint = managed_endpoint(ctx, command.endpoint_name, wanted, keep, dedicated=zero)
     remember_serving_args(ctx, endpoint.id, spec, command.serving_args, command.request_id)
     result = start_deploys(
-        ctx, now, base, endpoint, [(spec, tried)], command.model_dump(mode="json")
+        ctx, now, base, endpoint, [(spec, tried)], command.model_dump(mode="json"), clamped
     )
     if not clamped:
         return result
@@ -105,6 +105,7 @@ def start_deploys(
     endpoint: Endpoint,
     specs: list[tuple[DeploymentSpec, list[dict[str, Any]]]],
     command: dict[str, Any],
+    note: str = "",
 ) -> Result:
     """Deploy `specs` one at a time (a wake of several), each when the one before it is ready;
     each with the placements it may fall back on after a stockout."""
@@ -122,6 +123,7 @@ def start_deploys(
             ),
             replace(spec, service_account=ctx.settings.serving_service_account),
             tried,
+            note,
         )
         for spec, tried in specs
     ]

@@ -20,10 +20,13 @@ from modeldrop.resources import DeploymentSpec
 
 
 def first(
-    record: OperationRecord, spec: DeploymentSpec, tried: list[dict[str, Any]]
+    record: OperationRecord, spec: DeploymentSpec, tried: list[dict[str, Any]], note: str = ""
 ) -> OperationRecord:
-    """A deploy step carrying its spec (the first placement) and every placement to try."""
+    """A deploy step carrying its spec (the first placement), every placement to try, and a
+    note its terminal result repeats (a scale-to-zero TTL clamped)."""
     details = {**record.details, "spec": asdict(spec), "placements": tried, "placement": 0}
+    if note:
+        details["note"] = note
     return record.model_copy(update={"details": details})
 
 
@@ -98,6 +101,8 @@ def outcome(records: Iterable[OperationRecord]) -> tuple[str, dict[str, Any], li
     """For a finished deploy or wake: a message suffix, result details, and refusal reasons."""
     served, lines, suffixes = [], [], []
     for record in records:
+        if record.details.get("note"):
+            suffixes.append(str(record.details["note"]))
         tried = list(record.details.get("placements") or [])
         if not tried:
             continue

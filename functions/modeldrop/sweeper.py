@@ -212,7 +212,7 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
         kind="sweep" if report.command == "teardown" else "command",
         action=report.command,
         status=report.status or Status.FAILED,
-        message=f"{report.message} {suffix}".strip(),
+        message=f"{report.message}: {suffix}" if suffix else report.message,
         reasons=[*refused, *report.reasons],
         model=first.model,
         version=first.version,
