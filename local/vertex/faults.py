@@ -126,6 +126,13 @@ class Faults:
         self.config = config
         self._rng = random.Random(config.seed)
 
+    def stockout(self, accelerator: str | None, region: str) -> ApiError | None:
+        """The error of a deploy that finds no capacity for `accelerator` in `region`, if any."""
+        if not self.config.stocked_out(accelerator, region):
+            return None
+        message = STOCKOUT_MESSAGE.format(accelerator=accelerator, location=region)
+        return ApiError("RESOURCE_EXHAUSTED", message)
+
     def latency_s(self, method: str) -> float:
         for pattern, millis in self.config.latency_ms.items():
             if fnmatch.fnmatchcase(method, pattern):

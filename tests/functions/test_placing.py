@@ -136,3 +136,23 @@ def test_wake_tries_the_placement_that_last_served_first(vertex_url: str, stocko
     assert endpoint is not None and [d.machine_type for d in endpoint.deployments] == [
         "g2-standard-12"
     ]
+
+
+def test_a_stockout_at_the_request_moves_on_at_once(tmp_path: Path, gcs_host: str) -> None:
+    """Where Vertex refuses the DeployModel request itself for a stockout (the rule stockout_at=request), the command moves to the next placement in the same function: one operation, ready on the third, both refusals named."""
+    vertex = launch(
+        tmp_path, "--rule", "stockout_at=request", "--stockout", "NVIDIA_TESLA_T4,NVIDIA_L4"
+    )
+    try:
+        world = make_world(vertex.url)
+        registered(world, "at-request")
+        command = placed("at-request", [T4, L4, A100])
+        accepted = send(world, command)
+        assert accepted is not None and accepted.status is Status.ACCEPTED
+        assert len(accepted.details["operations"]) == 1
+        ready = terminal(world, command["request_id"], timeout_s=60)
+        assert ready.status is Status.READY and ready.details["placement"] == A100
+        assert len(ready.reasons) == 2 and "NVIDIA_TESLA_T4" in ready.reasons[0]
+        assert world.ctx.state.operations() == []
+    finally:
+        stop(vertex.child)
