@@ -120,6 +120,29 @@ class _Command(BaseModel):
     )
 
 
+MAX_PLACEMENTS = 8
+
+
+class Placement(BaseModel):
+    """One machine a deploy may run on: tried in the order given, the next on a stockout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    machine_type: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]{1,63}$",
+        description="Vertex machine type; derived from the accelerator if absent.",
+    )
+    accelerator: str | None = Field(
+        pattern=r"^[A-Z0-9_]{1,63}$",
+        description="Vertex accelerator type (NVIDIA_L4, ...); null for CPU only. Required.",
+    )
+    accelerator_count: int = Field(default=1, ge=1, le=16)
+
+
+IdlePolicy = Literal["teardown", "scale-to-zero"]
+
+
 class Deploy(_Command):
     """Create or reuse the endpoint and deploy a model version onto it."""
 
@@ -156,6 +179,18 @@ class Deploy(_Command):
         description="Share of the endpoint's traffic for this deployment.",
     )
     serving_args: ServingArgs = None
+    placements: list[Placement] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PLACEMENTS,
+        description="Machines to try in order (instead of machine_type/accelerator/"
+        "accelerator_count): on a stockout the next is tried; a quota refusal ends the deploy.",
+    )
+    idle_policy: IdlePolicy = Field(
+        default="teardown",
+        description="teardown: the sweep undeploys after idle_ttl; scale-to-zero: Vertex scales "
+        "the deployment to zero replicas itself (v1beta1, Preview) after idle_ttl, clamped to 5m-8h.",
+    )
 
     @model_validator(mode="after")
     def _replicas_ordered(self) -> Deploy:
@@ -164,6 +199,51 @@ class Deploy(_Command):
                 f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_way_to_place(self) -> Deploy:
+        if self.placements is None:
+            return self
+        both = sorted({"machine_type", "accelerator", "accelerator_count"} & self.model_fields_set)
+        if both:
+            raise ValueError(f"give the machine as placements or as {'/'.join(both)}, not both")
+        for i, placement in enumerate(self.placements):
+            if placement in self.placements[:i]:
+                raise ValueError(
+                    f"placement {i + 1} repeats placement {self.placements.index(placement) + 1}"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _scale_to_zero_fits(self) -> Deploy:
+        # What Vertex's scale-to-zero (Preview) can't do is refused here, before anything is made.
+        if self.idle_policy != "scale-to-zero":
+            return self
+        if self.keep_warm:
+            raise ValueError("keep_warm and idle_policy scale-to-zero contradict each other")
+        if self.idle_ttl == 0:
+            raise ValueError(
+                "idle_ttl 0 (never idle) can't be a scale-to-zero period: give 5m to 8h, or "
+                "idle_policy teardown"
+            )
+        if self.traffic_percent != 100:
+            raise ValueError(
+                "a scale-to-zero deployment is the only model on its endpoint: traffic_percent "
+                "must be 100"
+            )
+        return self
+
+    def placement_list(self) -> list[Placement]:
+        """The machines to try, in order (one when the command names a single machine)."""
+        if self.placements is not None:
+            return list(self.placements)
+        return [
+            Placement(
+                machine_type=self.machine_type,
+                accelerator=self.accelerator,
+                accelerator_count=self.accelerator_count,
+            )
+        ]
 
     @property
     def endpoint_name(self) -> str:

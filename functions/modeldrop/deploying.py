@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from modeldrop import labels, machines, steps, traffic
+from modeldrop import idle_policy, labels, placements, placing, steps, traffic
 from modeldrop.commands import Deploy, Wake
 from modeldrop.context import Context
 from modeldrop.errors import PermanentError
 from modeldrop.naming import version_alias
 from modeldrop.records import OperationRecord, ServingArgs
 from modeldrop.registry import LATEST_ALIAS
-from modeldrop.resources import DeploymentSpec, Endpoint
+from modeldrop.resources import DeploymentSpec, Endpoint, ModelVersion
 from modeldrop.results import Result, Status
 
 
@@ -27,51 +28,74 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
             f"model {command.model} has no version {alias!r}: upload it first (models/{command.model}/<version>/)"
         )
     version = found.labels.get(labels.VERSION) or command.version or alias
-    machine_type = command.machine_type or machines.default_machine_type(
-        command.accelerator, command.accelerator_count
-    )
-    problems = machines.check(machine_type, command.accelerator, command.accelerator_count)
-    if problems:
-        raise PermanentError("the machine can't be deployed", problems)
+    tried = placements.resolve(command.placement_list())
     ttl = command.idle_ttl if command.idle_ttl is not None else ctx.settings.default_idle_ttl_s
-    wanted = labels.endpoint_labels(command.model, ttl, command.keep_warm)
+    zero = command.idle_policy == "scale-to-zero"
+    period, clamped = idle_policy.scale_to_zero_period(ttl) if zero else (None, "")
+    wanted = labels.endpoint_labels(command.model, period or ttl, command.keep_warm)
     # A redeploy that doesn't name the TTL or keep-warm keeps what the endpoint has: only a new
     # endpoint (or one without the label) takes the default.
     unset = {labels.IDLE_TTL: "idle_ttl", labels.KEEP_WARM: "keep_warm"}
     keep = {label for label, field in unset.items() if field not in command.model_fields_set}
-    endpoint = managed_endpoint(ctx, command.endpoint_name, wanted, keep)
-    spec = DeploymentSpec(
-        model=command.model,
-        version=version,
-        model_resource=found.resource,
-        model_version_id=found.version_id,
-        deployed_model_id=traffic.deployed_model_id(command.request_id),
-        machine_type=machine_type,
-        accelerator_type=command.accelerator,
-        accelerator_count=command.accelerator_count,
-        min_replicas=command.min_replicas,
-        max_replicas=command.max_replicas or command.min_replicas,
-        traffic_percent=command.traffic_percent,
-        service_account=ctx.settings.serving_service_account,
-    )
+    dm_id = traffic.deployed_model_id(command.request_id)
+    spec = replace(_spec(command, found, version, tried[0], dm_id), scale_to_zero_s=period)
     base = {**base, "model": command.model, "version": version}
+    existing = ctx.vertex.endpoint(command.endpoint_name)
     serving = next(
         (
             d
-            for d in endpoint.deployments
+            for d in (existing.deployments if existing else ())
             if d.id == spec.deployed_model_id or (d.model, d.version) == (spec.model, version)
         ),
         None,
     )
-    if serving is not None:
+    if existing is not None and serving is not None:
+        if serving.scales_to_zero != zero:
+            policy = "scale-to-zero" if serving.scales_to_zero else "teardown"
+            raise PermanentError(
+                f"{spec.display_name} already serves on {existing.id} with idle policy {policy}: "
+                "undeploy it first to change the policy"
+            )
+        managed_endpoint(ctx, command.endpoint_name, wanted, keep)
         return Result(
             status=Status.READY,
-            message=f"{spec.display_name} already serves on {endpoint.id}",
+            message=f"{spec.display_name} already serves on {existing.id}",
             details={"deployed_model_id": serving.id},
             **base,
         )
+    if existing is not None:
+        # Vertex's scale-to-zero limits, refused here rather than minutes later by Vertex.
+        idle_policy.check_endpoint(existing, zero)
+    endpoint = managed_endpoint(ctx, command.endpoint_name, wanted, keep, dedicated=zero)
     remember_serving_args(ctx, endpoint.id, spec, command.serving_args, command.request_id)
-    return start_deploys(ctx, now, base, endpoint, [spec], command.model_dump(mode="json"))
+    result = start_deploys(
+        ctx, now, base, endpoint, [(spec, tried)], command.model_dump(mode="json"), clamped
+    )
+    if not clamped:
+        return result
+    return result.model_copy(update={"message": f"{result.message}; {clamped}"})
+
+
+def _spec(
+    deploy: Deploy,
+    found: ModelVersion,
+    version: str,
+    placement: dict[str, Any],
+    deployed_model_id: str,
+) -> DeploymentSpec:
+    return DeploymentSpec(
+        model=deploy.model,
+        version=version,
+        model_resource=found.resource,
+        model_version_id=found.version_id,
+        deployed_model_id=deployed_model_id,
+        machine_type=placement["machine_type"],
+        accelerator_type=placement["accelerator"],
+        accelerator_count=placement["accelerator_count"],
+        min_replicas=deploy.min_replicas,
+        max_replicas=deploy.max_replicas or deploy.min_replicas,
+        traffic_percent=deploy.traffic_percent,
+    )
 
 
 def start_deploys(
@@ -79,12 +103,14 @@ def start_deploys(
     now: datetime,
     base: dict[str, Any],
     endpoint: Endpoint,
-    specs: list[DeploymentSpec],
+    specs: list[tuple[DeploymentSpec, list[dict[str, Any]]]],
     command: dict[str, Any],
+    note: str = "",
 ) -> Result:
-    """Deploy `specs` one at a time (a wake of several), each when the one before it is ready."""
+    """Deploy `specs` one at a time (a wake of several), each when the one before it is ready;
+    each with the placements it may fall back on after a stockout."""
     records = [
-        steps.deploy_step(
+        placing.first(
             OperationRecord(
                 request_id=base["request_id"],
                 action=base["action"],
@@ -95,9 +121,11 @@ def start_deploys(
                 started_at=now,
                 details={"command": command},
             ),
-            spec,
+            replace(spec, service_account=ctx.settings.serving_service_account),
+            tried,
+            note,
         )
-        for spec in specs
+        for spec, tried in specs
     ]
     name = steps.plan(ctx, now, records, endpoint)
     return Result(
@@ -107,7 +135,7 @@ def start_deploys(
         details={
             "operations": [name] if name else [],
             "steps": len(specs),
-            "deployed_model_ids": [s.deployed_model_id for s in specs],
+            "deployed_model_ids": [s.deployed_model_id for s, _ in specs],
         },
         **base,
     )
@@ -117,6 +145,13 @@ def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Re
     teardown = ctx.state.teardown(command.endpoint)
     if teardown is None or not teardown.deployments:
         existing = ctx.vertex.endpoint(command.endpoint)
+        if existing is not None and any(d.scales_to_zero for d in existing.deployments):
+            return Result(
+                status=Status.SUCCEEDED,
+                message=f"{existing.id} scales to zero on Vertex, which wakes it: its next "
+                "prediction starts a scale-up (Vertex answers 429 until a replica is up)",
+                **base,
+            )
         if existing is not None and existing.deployments:
             return Result(status=Status.SUCCEEDED, message=f"{existing.id} is awake", **base)
         raise PermanentError(f"nothing was torn down on {command.endpoint}: send a deploy command")
@@ -133,25 +168,13 @@ def wake(command: Wake, ctx: Context, now: datetime, base: dict[str, Any]) -> Re
         ttl = deploy.idle_ttl if deploy.idle_ttl is not None else ctx.settings.default_idle_ttl_s
         endpoint_labels = labels.endpoint_labels(deploy.model, ttl, deploy.keep_warm)
         serving_args.append(deploy.serving_args)
-        specs.append(
-            DeploymentSpec(
-                model=deploy.model,
-                version=deploy.version or found.labels.get(labels.VERSION, ""),
-                model_resource=found.resource,
-                model_version_id=found.version_id,
-                deployed_model_id=traffic.deployed_model_id(command.request_id, str(part)),
-                machine_type=deploy.machine_type
-                or machines.default_machine_type(deploy.accelerator, deploy.accelerator_count),
-                accelerator_type=deploy.accelerator,
-                accelerator_count=deploy.accelerator_count,
-                min_replicas=deploy.min_replicas,
-                max_replicas=deploy.max_replicas or deploy.min_replicas,
-                traffic_percent=deploy.traffic_percent,
-                service_account=ctx.settings.serving_service_account,
-            )
-        )
+        # The teardown listed the placement that served first: a wake tries it first.
+        tried = placements.resolve(deploy.placement_list())
+        version = deploy.version or found.labels.get(labels.VERSION, "")
+        dm_id = traffic.deployed_model_id(command.request_id, str(part))
+        specs.append((_spec(deploy, found, version, tried[0], dm_id), tried))
     endpoint = managed_endpoint(ctx, command.endpoint, endpoint_labels)
-    for spec, args in zip(specs, serving_args, strict=True):
+    for (spec, _), args in zip(specs, serving_args, strict=True):
         remember_serving_args(ctx, endpoint.id, spec, args, command.request_id)
     result = start_deploys(
         ctx, now, base, endpoint, specs, {"action": "wake", "endpoint": command.endpoint}
@@ -181,12 +204,17 @@ def _remembered(body: dict[str, Any], request_id: str) -> Deploy:
 
 
 def managed_endpoint(
-    ctx: Context, endpoint_id: str, wanted: dict[str, str], keep: AbstractSet[str] = frozenset()
+    ctx: Context,
+    endpoint_id: str,
+    wanted: dict[str, str],
+    keep: AbstractSet[str] = frozenset(),
+    dedicated: bool = False,
 ) -> Endpoint:
-    """The endpoint with `wanted` labels (created if absent); labels in `keep` stay as they are."""
+    """The endpoint with `wanted` labels (created if absent, `dedicated` for scale-to-zero);
+    labels in `keep` stay as they are."""
     endpoint = ctx.vertex.endpoint(endpoint_id)
     if endpoint is None:
-        return ctx.vertex.create_endpoint(endpoint_id, wanted)
+        return ctx.vertex.create_endpoint(endpoint_id, wanted, dedicated=dedicated)
     if not labels.is_managed(endpoint.labels):
         raise PermanentError(
             f"endpoint {endpoint_id} exists and is not managed by modeldrop: pick another endpoint name"

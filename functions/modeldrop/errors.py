@@ -15,6 +15,14 @@ class PermanentError(ModeldropError):
         self.reasons = reasons or [message]
 
 
+class QuotaError(PermanentError):
+    """Vertex refused a deploy for the project's accelerator quota: reported, never fallen back on."""
+
+
+class StockoutError(PermanentError):
+    """Vertex has no capacity for the machine now: the deploy may try its next placement."""
+
+
 class TransientError(ModeldropError):
     """A dependency is busy or down (429, 503, RESOURCE_EXHAUSTED, timeouts): raise so the platform retries."""
 

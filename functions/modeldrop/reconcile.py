@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from modeldrop import labels
+from modeldrop import labels, placements
+from modeldrop.placements import Refusal
 from modeldrop.records import OperationRecord, Seen
 from modeldrop.resources import Deployment, Endpoint, Operation
 from modeldrop.results import Status
@@ -29,6 +30,7 @@ class Action(StrEnum):
 
     REPORT = "report"  # every operation of a request ended: publish its one terminal result
     NEXT = "next"  # the request's started steps ended well: start its next deferred step
+    FALLBACK = "fallback"  # a deploy step's placement was stocked out: the step tries its next
     WAIT = "wait"  # an operation still runs (or an intent may still take effect)
     TEAR_DOWN = "tear_down"  # a deployment served nothing for its idle TTL: undeploy it
     KEEP = "keep"  # a deployment stays (traffic in its window, grace, keep-warm, TTL 0, busy)
@@ -44,6 +46,7 @@ class Report:
     records: tuple[OperationRecord, ...]
     message: str = ""
     reasons: tuple[str, ...] = ()
+    step: OperationRecord | None = None  # FALLBACK: the step whose placement was refused
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,25 @@ def follow(
         if len(parts) < first.parts or any(o is None for o in outcomes):
             reports.append(
                 Report(Action.WAIT, request_id, first.action, first.endpoint, None, tuple(parts))
+            )
+            continue
+        stocked_out = next(
+            (r for r, o in zip(started, outcomes, strict=True) if o and _can_fall_back(r, o)),
+            None,
+        )
+        if stocked_out is not None:
+            why = outcomes[started.index(stocked_out)] or ""
+            reports.append(
+                Report(
+                    Action.FALLBACK,
+                    request_id,
+                    first.action,
+                    first.endpoint,
+                    None,
+                    tuple(parts),
+                    reasons=(why,),
+                    step=stocked_out,
+                )
             )
             continue
         errors = tuple(o for o in outcomes if o)
@@ -117,6 +139,16 @@ def follow(
                 )
             )
     return reports
+
+
+def _can_fall_back(record: OperationRecord, error: str) -> bool:
+    """A deploy refused for a stockout (never for quota) with a placement left to try."""
+    left = len(record.details.get("placements") or []) - int(record.details.get("placement", 0))
+    return (
+        record.action in ("deploy", "wake")
+        and left > 1
+        and placements.refusal(error) is Refusal.STOCKOUT
+    )
 
 
 def _outcome(
@@ -192,6 +224,8 @@ def idle(
 
         if not labels.is_managed(endpoint.labels):
             decisions.append(keep("not managed by modeldrop"))
+        elif deployment.scales_to_zero:
+            decisions.append(keep("idle policy scale-to-zero: Vertex scales it to zero itself"))
         elif labels.keep_warm(endpoint.labels):
             decisions.append(keep("keep-warm"))
         elif ttl <= 0:

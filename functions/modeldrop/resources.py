@@ -60,6 +60,9 @@ class DeploymentSpec:
     max_replicas: int
     traffic_percent: int
     service_account: str | None = None
+    # idle_policy scale-to-zero: Vertex's idle scale-down period (already within 5 min-8 h); the
+    # deploy goes through v1beta1 with minReplicaCount 0 and min_replicas as initialReplicaCount.
+    scale_to_zero_s: int | None = None
 
     @property
     def display_name(self) -> str:
@@ -81,6 +84,14 @@ class Deployment:
     accelerator_count: int
     min_replicas: int
     max_replicas: int
+    available_replicas: int | None = None  # DeployedModel.status; None when Vertex says nothing
+    status_message: str = ""
+    status_time: datetime | None = None  # DeployedModel.status.last_update_time
+
+    @property
+    def scales_to_zero(self) -> bool:
+        """Vertex scales it to zero itself (v1beta1 minReplicaCount 0): the sweep leaves it be."""
+        return self.min_replicas == 0
 
 
 @dataclass(frozen=True)
@@ -91,6 +102,7 @@ class Endpoint:
     deployments: tuple[Deployment, ...]
     traffic_split: dict[str, int]
     create_time: datetime | None = None
+    dedicated: bool = False  # Endpoint.dedicated_endpoint_enabled
 
 
 @dataclass(frozen=True)
@@ -122,13 +134,15 @@ class Vertex(Protocol):
 
     def list_managed_endpoints(self, label_filter: str) -> list[Endpoint]: ...
 
-    def create_endpoint(self, endpoint_id: str, labels: dict[str, str]) -> Endpoint: ...
+    def create_endpoint(
+        self, endpoint_id: str, labels: dict[str, str], dedicated: bool = False
+    ) -> Endpoint: ...
 
     def set_endpoint_labels(self, endpoint_id: str, labels: dict[str, str]) -> None: ...
 
-    def deploy(
-        self, endpoint_id: str, spec: DeploymentSpec, traffic_split: dict[str, int]
-    ) -> str: ...
+    def deploy(self, endpoint_id: str, spec: DeploymentSpec, traffic_split: dict[str, int]) -> str:
+        """Start the deploy; QuotaError or StockoutError when Vertex refuses it for either."""
+        ...
 
     def undeploy(
         self, endpoint_id: str, deployed_model_id: str, traffic_split: dict[str, int]

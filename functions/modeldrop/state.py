@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -233,14 +234,31 @@ class StateStore:
 
     # Deploys ended ----------------------------------------------------------------------------
 
-    def remember_ready(self, endpoint: str, deployed_model_id: str, at: datetime) -> None:
-        """When the sweep saw a deploy end: the deploy grace and the idle TTL run from here."""
+    def remember_ready(
+        self,
+        endpoint: str,
+        deployed_model_id: str,
+        at: datetime,
+        placements: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """When the sweep saw a deploy end: the deploy grace and the idle TTL run from here.
+        The body keeps the deploy's placements, the one that served first, for its `wake`."""
         self._storage.write(
             self._bucket,
             f"{READY}{endpoint}/{deployed_model_id}.json",
-            b"{}",
+            json.dumps({"placements": placements} if placements else {}).encode(),
             metadata={"ready-at": at.isoformat()},
         )
+
+    def ready_placements(self, endpoint: str, deployed_model_id: str) -> list[dict[str, Any]]:
+        """The placements the deployment's deploy listed, the one that served first (or none)."""
+        found = self._storage.read(self._bucket, f"{READY}{endpoint}/{deployed_model_id}.json")
+        try:
+            body = json.loads(found.data) if found is not None else {}
+        except ValueError:
+            return []
+        listed = body.get("placements") if isinstance(body, dict) else None
+        return [p for p in listed if isinstance(p, dict)] if isinstance(listed, list) else []
 
     def ready_times(self) -> dict[tuple[str, str], datetime]:
         """(endpoint, deployed model id) -> when its deploy ended, from one listing."""

@@ -12,21 +12,15 @@ operation while one runs).
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 
-from modeldrop import traffic
+from modeldrop import placing, traffic
 from modeldrop.context import Context
-from modeldrop.errors import PermanentError
+from modeldrop.errors import PermanentError, StockoutError
 from modeldrop.records import OperationRecord
 from modeldrop.resources import DeploymentSpec, Endpoint
 
 DEPLOYS = ("deploy", "wake")
-
-
-def deploy_step(record: OperationRecord, spec: DeploymentSpec) -> OperationRecord:
-    """A step that deploys `spec`, carrying it so the sweep can start it later."""
-    return record.model_copy(update={"details": {**record.details, "spec": asdict(spec)}})
 
 
 def plan(
@@ -36,7 +30,16 @@ def plan(
     steps = [s.model_copy(update={"part": i, "parts": len(steps)}) for i, s in enumerate(steps)]
     for step in steps[1:]:
         ctx.state.record_operation(step.model_copy(update={"deferred": True}))
-    return start(ctx, now, steps[0], endpoint)
+    try:
+        return start(ctx, now, steps[0], endpoint)
+    except PermanentError:
+        # Refused before anything started (quota, bad input): the request ends failed, and no
+        # step of it may keep the endpoint busy.
+        for step in steps:
+            ctx.state.forget_operation(step)
+            if step.action in DEPLOYS:
+                placing.forget_serving_args(ctx, step)
+        raise
 
 
 def start(
@@ -59,7 +62,18 @@ def start(
             return None
         current = {d: endpoint.traffic_split.get(d, 0) for d in deployed}
         split = traffic.with_new(current, spec.traffic_percent)
-        name = ctx.vertex.deploy(endpoint.id, spec, split)
+        try:
+            name = ctx.vertex.deploy(endpoint.id, spec, split)
+        except StockoutError as error:
+            # Refused at the request (most stockouts show on the operation: the sweep follows
+            # those): the same step goes on to its next placement at once.
+            following = placing.next_placement(ctx, live, str(error))
+            if following is None:
+                raise PermanentError(
+                    f"every placement was refused on {endpoint.id}",
+                    [*placing.refusals(live), str(error)],
+                ) from error
+            return start(ctx, now, following, endpoint)
     else:
         if endpoint is None or step.deployed_model_id not in deployed:
             return None  # gone already: the intent is judged done by its effect

@@ -25,6 +25,8 @@ class Summary:
     results_published: list[str] = field(default_factory=list)  # from the outbox, after a crash
     uploads_judged: list[str] = field(default_factory=list)  # abandoned or completed folders
     monitoring_queries: int = 0
+    # scale-to-zero deployments near Vertex's 30-day auto-undeploy (each also logged at WARNING)
+    expiring: list[str] = field(default_factory=list)
     skipped: bool = False  # another sweep held the sweep lock
     errors: list[str] = field(default_factory=list)  # items left for the next sweep, and why
 

@@ -6,7 +6,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from modeldrop import labels, reconcile, steps, teardown
+from modeldrop import idle_policy, labels, placing, reconcile, steps, teardown
 from modeldrop.context import Context
 from modeldrop.dead_letters import answer_dead_letters
 from modeldrop.errors import ConflictError, PermanentError, TransientError
@@ -82,10 +82,21 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
                 _next_step(ctx, now, report, summary)
             except Exception as error:
                 skip(summary, f"the next step of {report.request_id}", error)
+        elif report.action is Action.FALLBACK:
+            busy.add(report.endpoint)
+            try:
+                _fall_back(ctx, now, report, summary)
+            except Exception as error:
+                skip(summary, f"the next placement of {report.request_id}", error)
         else:
             busy.add(report.endpoint)
             summary.waiting += 1
     busy |= _drain_queues(ctx, now, busy, summary)
+    # Scale-to-zero deployments are Vertex's to scale; the sweep only warns before Vertex's own
+    # auto-undeploy (their teardown never runs: reconcile.idle keeps them).
+    for warning in idle_policy.expiry_warnings(endpoints.values(), now):
+        log.warning("sweep: %s", warning)
+        summary.expiring.append(warning)
     candidates = teardown.candidates(ctx, now, list(endpoints.values()), busy, summary)
     for endpoint_id, decisions in candidates.items():
         try:
@@ -120,6 +131,36 @@ def _next_step(ctx: Context, now: datetime, report: Report, summary: Summary) ->
                 ctx.state.forget_operation(record)
             return
     summary.steps_started.append(f"{report.request_id}.{step.part}")
+
+
+def _fall_back(ctx: Context, now: datetime, report: Report, summary: Summary) -> None:
+    """Start a stocked-out deploy step again on its next placement (the same request and part)."""
+    assert report.step is not None  # reconcile sets it on every FALLBACK
+    with ctx.state.lease(report.endpoint, f"sweep-{now:%Y%m%dT%H%M%S}", now):
+        following = placing.next_placement(ctx, report.step, report.reasons[0])
+        if following is None:
+            return
+        try:
+            steps.start(ctx, now, following)
+        except PermanentError as error:
+            # Quota for the next machine, or every placement left refused at the request.
+            failed = Result(
+                request_id=report.request_id,
+                kind="command",
+                action=report.command,
+                status=Status.FAILED,
+                message=f"{report.command} on {report.endpoint}: no placement could serve",
+                reasons=[*placing.refusals(following), *error.reasons],
+                endpoint=report.endpoint,
+                model=following.model,
+                version=following.version,
+            )
+            once(ctx, now, failed)
+            placing.forget_serving_args(ctx, following)
+            for record in report.records:
+                ctx.state.forget_operation(record)
+            return
+    summary.steps_started.append(f"{report.request_id}.{following.part}:placement")
 
 
 def _drain_queues(ctx: Context, now: datetime, busy: set[str], summary: Summary) -> set[str]:
@@ -164,13 +205,15 @@ def _report(ctx: Context, now: datetime, report: Report, endpoint: Endpoint | No
     details.pop("command", None)
     details.pop("spec", None)
     details["operations"] = [r.operation for r in report.records]
+    suffix, placed, refused = placing.outcome(report.records)
+    details.update(placed)
     result = Result(
         request_id=report.request_id,
         kind="sweep" if report.command == "teardown" else "command",
         action=report.command,
         status=report.status or Status.FAILED,
-        message=report.message,
-        reasons=list(report.reasons),
+        message=f"{report.message}: {suffix}" if suffix else report.message,
+        reasons=[*refused, *report.reasons],
         model=first.model,
         version=first.version,
         endpoint=report.endpoint,
@@ -195,7 +238,8 @@ def _note_deploys(ctx: Context, now: datetime, report: Report, endpoint: Endpoin
         if not record.deployed_model_id:
             continue
         if record.action in ("deploy", "wake") and report.status is Status.READY:
-            ctx.state.remember_ready(record.endpoint, record.deployed_model_id, now)
+            tried = placing.served_first(record)
+            ctx.state.remember_ready(record.endpoint, record.deployed_model_id, now, tried)
         elif record.action in ("deploy", "wake") and record.deployed_model_id not in deployed:
             # A failed request: this step never deployed (an earlier step of a wake may have).
             ctx.state.forget_serving_args(record.endpoint, record.deployed_model_id)

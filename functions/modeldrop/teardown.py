@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from modeldrop import activity, labels, reconcile, traffic
+from modeldrop import activity, labels, placements, reconcile, traffic
 from modeldrop.context import Context
 from modeldrop.reconcile import Action, Idleness
 from modeldrop.records import OperationRecord, Teardown
@@ -89,7 +89,8 @@ def tear_down(
         # What the deployment was started with, so `wake` starts it so again (the record itself
         # goes when the undeploy has ended).
         kept = ctx.state.serving_args(endpoint_id, d.deployment.id)
-        bodies.append(_as_deploy(endpoint, d, shares, kept.args if kept else None))
+        listed = ctx.state.ready_placements(endpoint_id, d.deployment.id)
+        bodies.append(_as_deploy(endpoint, d, shares, kept.args if kept else None, listed))
     # Remembered first: `wake` must find what it brings back even if the sweep dies mid-way.
     ctx.state.remember_teardown(
         Teardown(endpoint=endpoint_id, at=now, deployments=bodies, shares=shares)
@@ -122,18 +123,29 @@ def tear_down(
 
 
 def _as_deploy(
-    endpoint: Endpoint, decision: Idleness, shares: dict[str, int], serving_args: list[str] | None
+    endpoint: Endpoint,
+    decision: Idleness,
+    shares: dict[str, int],
+    serving_args: list[str] | None,
+    listed: list[dict[str, object]],
 ) -> dict[str, object]:
     """The deploy command that brings this deployment back as it was (for `wake`), with its
-    share of traffic from before the first teardown of this sleep."""
+    share of traffic from before the first teardown of this sleep. A deploy that listed
+    placements keeps them, the machine that served (as Vertex reports it) first."""
     d = decision.deployment
+    served: dict[str, object] = {
+        "machine_type": d.machine_type,
+        "accelerator": d.accelerator_type,
+        "accelerator_count": max(d.accelerator_count, 1),
+    }
+    machine: dict[str, object] = (
+        {"placements": placements.served_first(served, listed)} if len(listed) > 1 else served
+    )
     return {
         "model": d.model or endpoint.labels.get(labels.MODEL, ""),
         "version": d.version,
         "endpoint": endpoint.id,
-        "machine_type": d.machine_type,
-        "accelerator": d.accelerator_type,
-        "accelerator_count": max(d.accelerator_count, 1),
+        **machine,
         "min_replicas": max(d.min_replicas, 1),
         "max_replicas": max(d.max_replicas, d.min_replicas, 1),
         "idle_ttl": decision.ttl_s,

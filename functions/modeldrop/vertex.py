@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from modeldrop import placements
+from modeldrop.errors import QuotaError, StockoutError
 from modeldrop.google_errors import translate
+from modeldrop.placements import Refusal
 from modeldrop.resources import Deployment, DeploymentSpec, Endpoint
 from modeldrop.vertex_client import PAGE_SIZE, time_or_none
 from modeldrop.vertex_models import Registry
@@ -37,15 +40,20 @@ class GapicVertex(Registry):
         except Exception as error:
             raise translate(error, "listing endpoints") from error
 
-    def create_endpoint(self, endpoint_id: str, labels: dict[str, str]) -> Endpoint:
+    def create_endpoint(
+        self, endpoint_id: str, labels: dict[str, str], dedicated: bool = False
+    ) -> Endpoint:
         from google.api_core.exceptions import AlreadyExists
         from google.cloud import aiplatform_v1 as v1
 
+        endpoint = v1.Endpoint(display_name=endpoint_id, labels=labels)
+        if dedicated:  # scale-to-zero needs a dedicated endpoint (docs/vertex-fidelity.md row 66)
+            endpoint.dedicated_endpoint_enabled = True
         try:
             # endpoint_id makes a duplicate command find the endpoint instead of making a second one.
             self._endpoints.create_endpoint(
                 parent=self._location,
-                endpoint=v1.Endpoint(display_name=endpoint_id, labels=labels),
+                endpoint=endpoint,
                 endpoint_id=endpoint_id,
             ).result(timeout=CREATE_ENDPOINT_WAIT_S)  # type: ignore[no-untyped-call]
         except AlreadyExists:
@@ -69,32 +77,48 @@ class GapicVertex(Registry):
             raise translate(error, f"labelling endpoint {endpoint_id}") from error
 
     def deploy(self, endpoint_id: str, spec: DeploymentSpec, traffic_split: dict[str, int]) -> str:
+        # Scale-to-zero exists only in v1beta1 (v1 refuses minReplicaCount 0 and its fields).
         from google.cloud import aiplatform_v1 as v1
+        from google.cloud import aiplatform_v1beta1 as v1beta1
 
-        machine = v1.MachineSpec(machine_type=spec.machine_type)
+        beta = spec.scale_to_zero_s is not None
+        types: Any = v1beta1 if beta else v1
+        machine = types.MachineSpec(machine_type=spec.machine_type)
         if spec.accelerator_type:
-            machine.accelerator_type = spec.accelerator_type  # type: ignore[assignment]
+            machine.accelerator_type = spec.accelerator_type
             machine.accelerator_count = spec.accelerator_count
-        deployed = v1.DeployedModel(
+        resources = types.DedicatedResources(
+            machine_spec=machine,
+            min_replica_count=spec.min_replicas,
+            max_replica_count=spec.max_replicas,
+        )
+        if beta:
+            from google.protobuf import duration_pb2
+
+            period = duration_pb2.Duration(seconds=spec.scale_to_zero_s)
+            resources.min_replica_count = 0
+            resources.initial_replica_count = spec.min_replicas
+            resources.scale_to_zero_spec = v1beta1.DedicatedResources.ScaleToZeroSpec(
+                min_scaleup_period=period, idle_scaledown_period=period
+            )
+        deployed = types.DeployedModel(
             id=spec.deployed_model_id,
             model=f"{spec.model_resource}@{spec.model_version_id}",
             display_name=spec.display_name,
-            dedicated_resources=v1.DedicatedResources(
-                machine_spec=machine,
-                min_replica_count=spec.min_replicas,
-                max_replica_count=spec.max_replicas,
-            ),
+            dedicated_resources=resources,
         )
         if spec.service_account:
             deployed.service_account = spec.service_account
+        client: Any = self._beta_endpoints if beta else self._endpoints
+        doing = f"deploying {spec.display_name} to {endpoint_id}"
         try:
-            op = self._endpoints.deploy_model(
+            op = client.deploy_model(
                 endpoint=self._endpoint_name(endpoint_id),
                 deployed_model=deployed,
                 traffic_split=traffic_split,
             )
         except Exception as error:
-            raise translate(error, f"deploying {spec.display_name} to {endpoint_id}") from error
+            raise _refused(error, doing) from error
         return str(op.operation.name)
 
     def undeploy(
@@ -173,6 +197,13 @@ def _endpoint(found: Any) -> Endpoint:
                 accelerator_count=int(machine.accelerator_count),
                 min_replicas=int(resources.min_replica_count),
                 max_replicas=int(resources.max_replica_count),
+                available_replicas=int(deployed.status.available_replica_count)
+                if "status" in deployed
+                else None,
+                status_message=str(deployed.status.message) if "status" in deployed else "",
+                status_time=time_or_none(deployed.status.last_update_time)
+                if "status" in deployed
+                else None,
             )
         )
     return Endpoint(
@@ -182,7 +213,22 @@ def _endpoint(found: Any) -> Endpoint:
         deployments=tuple(deployments),
         traffic_split={str(k): int(v) for k, v in found.traffic_split.items()},
         create_time=time_or_none(found.create_time),
+        dedicated=bool(found.dedicated_endpoint_enabled),
     )
+
+
+def _refused(error: Exception, doing: str) -> Exception:
+    """A deploy refused at the request: quota and stockout named as such, the rest translated."""
+    from google.api_core import exceptions as gexc
+
+    if isinstance(error, gexc.GoogleAPICallError):
+        text = f"{doing}: {error.message or error}"
+        kind = placements.refusal(str(error.message or error))
+        if kind is Refusal.QUOTA:
+            return QuotaError(f"{text} (quota: ask for more, or free GPUs of this type)")
+        if kind is Refusal.STOCKOUT:
+            return StockoutError(text)
+    return translate(error, doing)
 
 
 def _accelerator(machine: Any) -> str | None:

@@ -16,6 +16,7 @@ from modeldrop.resources import Operation
 
 if TYPE_CHECKING:
     from google.cloud.aiplatform_v1 import EndpointServiceClient, ModelServiceClient
+    from google.cloud.aiplatform_v1beta1 import EndpointServiceClient as BetaEndpointClient
 
 PAGE_SIZE = 100
 
@@ -42,6 +43,23 @@ def _clients(
     )
 
 
+@cache
+def _beta_endpoints(region: str, api_endpoint: str | None) -> BetaEndpointClient:
+    """The v1beta1 endpoint client, only for scale-to-zero deploys (built on their first use)."""
+    from google.api_core.client_options import ClientOptions
+    from google.cloud.aiplatform_v1beta1 import EndpointServiceClient as BetaClient
+
+    options = ClientOptions(
+        api_endpoint=api_endpoint or f"https://{region}-aiplatform.googleapis.com"
+    )
+    credentials = None
+    if api_endpoint and api_endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return BetaClient(client_options=options, transport="rest", credentials=credentials)
+
+
 class VertexClient:
     """One project and region's clients, resource names and operations."""
 
@@ -57,6 +75,10 @@ class VertexClient:
     @property
     def _endpoints(self) -> EndpointServiceClient:
         return _clients(self._region, self._api_endpoint)[1]
+
+    @property
+    def _beta_endpoints(self) -> BetaEndpointClient:
+        return _beta_endpoints(self._region, self._api_endpoint)
 
     def _model_name(self, model: str) -> str:
         return f"{self._location}/models/{model}"

@@ -1,10 +1,12 @@
-"""Fault injection: seeded per-method errors and latency, GPU stockouts and slow deploys."""
+"""Fault injection: seeded per-method errors and latency, GPU stockouts (all, or per accelerator
+and region) and slow deploys."""
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
 import random
+import re
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -58,13 +60,50 @@ class FaultConfig(_Config):
 
     rules: list[FaultRule] = Field(default_factory=list)
     latency_ms: dict[str, float] = Field(default_factory=dict)
-    stockout: bool = False
+    # True: every accelerator everywhere; a list: `ACCELERATOR`, `ACCELERATOR@REGION` or
+    # `*@REGION` entries (a stockout is one machine's capacity in one place, not all of Vertex).
+    stockout: bool | list[str] = False
     deploy_delay_s: float = Field(default=0.0, ge=0.0)
     seed: int | None = None
 
     def model_post_init(self, _context: object) -> None:
         for pattern in self.latency_ms:
             _check_method(pattern)
+        for entry in self.stockout if isinstance(self.stockout, list) else []:
+            _check_stockout(entry)
+
+    def stocked_out(self, accelerator: str | None, region: str) -> bool:
+        """Whether a deploy asking for `accelerator` in `region` finds no capacity."""
+        if not accelerator or self.stockout is False:
+            return False
+        if self.stockout is True:
+            return True
+        for entry in self.stockout:
+            kind, _, where = entry.partition("@")
+            if kind in ("*", accelerator) and where in ("", region):
+                return True
+        return False
+
+
+_STOCKOUT_ENTRY = re.compile(r"(\*|[A-Z0-9_]{1,63})(@[a-z0-9-]{1,63})?")
+
+
+def _check_stockout(entry: str) -> None:
+    if not _STOCKOUT_ENTRY.fullmatch(entry):
+        raise ValueError(
+            f"stockout entry {entry!r} must be ACCELERATOR, ACCELERATOR@REGION or *@REGION "
+            "(e.g. NVIDIA_L4, NVIDIA_TESLA_A100@us-central1)"
+        )
+
+
+def parse_stockout(values: list[str] | None) -> bool | list[str]:
+    """`--stockout` (bare: every accelerator) or `--stockout NVIDIA_L4,NVIDIA_TESLA_A100@R`."""
+    if not values:
+        return False
+    entries = [e.strip() for v in values for e in v.split(",") if e.strip()]
+    if not entries or "*" in entries:
+        return True
+    return entries
 
 
 STOCKOUT_MESSAGE = (
@@ -86,6 +125,13 @@ class Faults:
         # Re-seeding on every update makes a test's sequence of failures reproducible.
         self.config = config
         self._rng = random.Random(config.seed)
+
+    def stockout(self, accelerator: str | None, region: str) -> ApiError | None:
+        """The error of a deploy that finds no capacity for `accelerator` in `region`, if any."""
+        if not self.config.stocked_out(accelerator, region):
+            return None
+        message = STOCKOUT_MESSAGE.format(accelerator=accelerator, location=region)
+        return ApiError("RESOURCE_EXHAUSTED", message)
 
     def latency_s(self, method: str) -> float:
         for pattern, millis in self.config.latency_ms.items():

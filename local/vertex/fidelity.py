@@ -93,6 +93,9 @@ class Fidelity:
     json_max_bytes: int = 32 * 1024 * 1024
     # Stockout reported on the operation after node provisioning (assumed timing), quota at once.
     quota_gpus: Mapping[str, int] = field(default_factory=dict)
+    # Where a stockout shows (assumed: Compute Engine documents the words, not where Vertex puts
+    # them): on the deploy operation, or as the DeployModel request's own 429 RESOURCE_EXHAUSTED.
+    stockout_at: str = "operation"  # operation | request
     # v1beta1 scale-to-zero (assumed limits: Google's Preview page is the source, not a proto):
     # a scale-to-zero model is the only model on its endpoint, on a dedicated endpoint only.
     stz_single_model: bool = False
@@ -146,6 +149,7 @@ _CHOICES = {
     "label_winner": ("version", "model"),
     "same_deployed_id": ("ALREADY_EXISTS", "INVALID_ARGUMENT"),
     "stz_initial": ("required", "one"),
+    "stockout_at": ("operation", "request"),
 }
 
 

@@ -12,7 +12,7 @@ from local.vertex.background import Background
 from local.vertex.deployments import Deployment, Deployments, LaunchSpec, State, deadline_s
 from local.vertex.endpoints import Endpoints, touch
 from local.vertex.errors import ApiError, as_api_error, not_found, precondition
-from local.vertex.faults import STOCKOUT_MESSAGE, Faults
+from local.vertex.faults import Faults
 from local.vertex.machines import check_resources
 from local.vertex.registry import Registry
 from local.vertex.resources import (
@@ -83,6 +83,9 @@ class Rollout:
             deployed.id = self.store.new_id()
         traffic.check_deploy(request.traffic_split, existing)
         quota.check(self.fidelity.quota_gpus, machine, deployed, self.store.endpoints.values())
+        refused = self.faults.stockout(machine.accelerator_type, name.split("/")[3])
+        if refused is not None and self.fidelity.stockout_at == "request":
+            raise refused
         deployed.model = model.name or ""
         deployed.model_version_id = model.version_id
         deployed.display_name = deployed.display_name or model.display_name
@@ -116,18 +119,10 @@ class Rollout:
             # Node provisioning takes the first 40% of a modelled deploy; a stockout shows then.
             operations.stage(self.store, operation, "ADDING_NODES_TO_CLUSTER")
             await asyncio.sleep(self.faults.config.deploy_delay_s + 0.4 * total)
-            if (
-                self.faults.config.stockout
-                and spec.machine_spec
-                and spec.machine_spec.accelerator_type
-            ):
-                location = name.split("/")[3]
-                raise ApiError(
-                    "RESOURCE_EXHAUSTED",
-                    STOCKOUT_MESSAGE.format(
-                        accelerator=spec.machine_spec.accelerator_type, location=location
-                    ),
-                )
+            accelerator = spec.machine_spec.accelerator_type if spec.machine_spec else None
+            refused = self.faults.stockout(accelerator, name.split("/")[3])
+            if refused is not None and self.fidelity.stockout_at == "operation":
+                raise refused
             operations.stage(self.store, operation, "STARTING_MODEL_SERVER")
             await self.deployments.launch(spec)
             operations.stage(self.store, operation, "FINISHING_UP")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.vertex.faults import FaultConfig, parse_latency, parse_rule
+from local.vertex.faults import FaultConfig, parse_latency, parse_rule, parse_stockout
 from local.vertex.fidelity import PRESETS, Fidelity, build
 
 # modeldrop's serving image (any registry, any tag) runs as `python -m serving`.
@@ -123,8 +123,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stockout",
-        action="store_true",
-        help="deploys asking for accelerators fail with RESOURCE_EXHAUSTED",
+        action="append",
+        nargs="?",
+        const="*",
+        metavar="ACCELERATOR[@REGION],...",
+        help="deploys asking for these accelerators (bare: every accelerator; *@REGION: every "
+        "one in REGION) fail on their operation with RESOURCE_EXHAUSTED; repeatable",
     )
     p.add_argument(
         "--deploy-delay",
@@ -183,7 +187,7 @@ def from_args(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> 
     faults = FaultConfig(
         rules=[parse_rule(t) for t in args.fault],
         latency_ms=dict(parse_latency(t) for t in args.latency_ms),
-        stockout=args.stockout,
+        stockout=parse_stockout(args.stockout),
         deploy_delay_s=args.deploy_delay,
         seed=args.fault_seed,
     )

@@ -232,6 +232,22 @@ def test_upload_checks_crc32c_and_resumes_file_by_file(tmp_path: Path, gcs_host:
         (["--idle-ttl", "10m", "--keep-warm"], {"idle_ttl": "10m", "keep_warm": True}),
         (["--no-keep-warm"], {"keep_warm": False}),
         (["--traffic", "10", "--min-replicas", "2"], {"traffic_percent": 10, "min_replicas": 2}),
+        (
+            ["--placement", "NVIDIA_L4", "--placement", "2xNVIDIA_L4@g2-standard-24"]
+            + ["--placement", "cpu@n1-standard-8"],
+            {
+                "placements": [
+                    {"accelerator": "NVIDIA_L4"},
+                    {
+                        "accelerator": "NVIDIA_L4",
+                        "accelerator_count": 2,
+                        "machine_type": "g2-standard-24",
+                    },
+                    {"accelerator": None, "machine_type": "n1-standard-8"},
+                ]
+            },
+        ),
+        (["--idle-policy", "scale-to-zero"], {"idle_policy": "scale-to-zero"}),
     ],
 )
 def test_deploy_sends_only_what_the_user_set(flags: list[str], expected: dict[str, object]) -> None:
@@ -247,6 +263,25 @@ def test_deploy_sends_only_what_the_user_set(flags: list[str], expected: dict[st
     command = parse_command({**body, "request_id": "cli-1"})
     if "accelerator" in expected:
         assert command.accelerator == expected["accelerator"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--placement", "NVIDIA_L4", "--accelerator", "NVIDIA_L4"],
+        ["--placement", "NVIDIA_L4", "--machine-type", "g2-standard-12"],
+        ["--placement", "L4 please"],
+        ["--placement", "2xcpu"],
+    ],
+)
+def test_bad_placements_are_refused_before_anything_is_sent(flags: list[str]) -> None:
+    """--placement beside --accelerator/--machine-type, or one that doesn't parse, is a usage error (exit 2)."""
+    from modeldrop.cli.actions import deploy_body
+    from modeldrop.cli.app import build_parser
+    from modeldrop.cli.context import UsageError
+
+    with pytest.raises(UsageError, match="placement"):
+        deploy_body(build_parser().parse_args(["deploy", "gemma", *flags]))
 
 
 @pytest.mark.parametrize(

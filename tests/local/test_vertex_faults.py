@@ -99,6 +99,61 @@ def test_stockout_fails_accelerator_deploys_only(vertex: Running) -> None:
     assert "response" in worked
 
 
+def _deploy_on(vertex: Running, model: str, endpoint: str, machine: dict[str, Any]) -> Any:
+    body = {
+        "deployedModel": {
+            "model": model,
+            "dedicatedResources": {"machineSpec": machine, "minReplicaCount": 1},
+        }
+    }
+    return vertex.wait_operation(
+        vertex.call("POST", f"/v1/{endpoint}:deployModel", json=body)["name"]
+    )
+
+
+@pytest.mark.stack
+def test_a_stockout_can_name_accelerators_and_regions(vertex: Running) -> None:
+    """A stockout of NVIDIA_TESLA_T4 (and of every accelerator in another region) fails T4 deploys only: L4 deploys and CPU deploys here go through."""
+    set_faults(vertex, stockout=["NVIDIA_TESLA_T4", "*@europe-west4"])
+    model, endpoint = vertex.echo_model("stockout-some")
+    t4 = {
+        "machineType": "n1-standard-4",
+        "acceleratorType": "NVIDIA_TESLA_T4",
+        "acceleratorCount": 1,
+    }
+    l4 = {"machineType": "g2-standard-12", "acceleratorType": "NVIDIA_L4", "acceleratorCount": 1}
+    failed = _deploy_on(vertex, model, endpoint, t4)
+    assert failed["error"]["code"] == 8 and "NVIDIA_TESLA_T4" in failed["error"]["message"]
+    assert "response" in _deploy_on(vertex, model, endpoint, l4)
+
+
+def test_stockout_entries_parse_and_match() -> None:
+    """Bare --stockout means every accelerator; a list names accelerators, ACCELERATOR@REGION or *@REGION; a bad entry is refused."""
+    from local.vertex.faults import FaultConfig, parse_stockout
+
+    assert parse_stockout(None) is False and parse_stockout(["*"]) is True
+    entries = parse_stockout(["NVIDIA_L4,NVIDIA_TESLA_A100@us-central1", "*@europe-west4"])
+    config = FaultConfig(stockout=entries)
+    assert config.stocked_out("NVIDIA_L4", "asia-east1")
+    assert config.stocked_out("NVIDIA_TESLA_A100", "us-central1")
+    assert not config.stocked_out("NVIDIA_TESLA_A100", "us-east1")
+    assert config.stocked_out("NVIDIA_H100_80GB", "europe-west4")
+    assert not config.stocked_out(None, "europe-west4")  # CPU deploys never stock out
+    assert FaultConfig(stockout=True).stocked_out("NVIDIA_L4", "x")
+    with pytest.raises(ValueError, match="ACCELERATOR@REGION"):
+        FaultConfig(stockout=["nvidia_l4"])
+    from local.vertex.settings import from_args, parser
+
+    flags = ["--stockout", "NVIDIA_L4,NVIDIA_TESLA_A100", "--stockout", "*@us-east1"]
+    assert from_args(parser().parse_args(flags), {}).faults.stockout == [
+        "NVIDIA_L4",
+        "NVIDIA_TESLA_A100",
+        "*@us-east1",
+    ]
+    assert from_args(parser().parse_args(["--stockout"]), {}).faults.stockout is True
+    assert from_args(parser().parse_args([]), {}).faults.stockout is False
+
+
 @pytest.mark.stack
 def test_slow_deploys_stay_pending_for_the_delay(vertex: Running) -> None:
     """With a deploy delay the operation stays undone for that long, then finishes."""

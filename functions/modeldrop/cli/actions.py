@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -117,13 +118,45 @@ def deploy_body(a: Any) -> dict[str, Any]:
         idle_ttl=a.idle_ttl,
         keep_warm=a.keep_warm,
         traffic_percent=a.traffic,
+        idle_policy=getattr(a, "idle_policy", None),
     )
+    given = getattr(a, "placement", None)
+    if given:
+        if a.accelerator is not None or a.machine_type or a.accelerator_count:
+            raise UsageError(
+                "--placement names the machines: leave out --accelerator, --machine-type and "
+                "--accelerator-count"
+            )
+        body["placements"] = [placement(text) for text in given]
     serving_args = list(getattr(a, "serving_args", None) or [])
     if serving_args:
         body["serving_args"] = serving_args
     if a.accelerator is not None:
         # `none`/`cpu` is the command's JSON null (CPU only), not "unset" (the default GPU).
         body["accelerator"] = None if a.accelerator.lower() in CPU_ONLY else a.accelerator
+    return body
+
+
+_PLACEMENT = re.compile(r"(?:(\d{1,2})x)?([A-Za-z0-9_]{1,63})(?:@([a-z0-9-]{1,63}))?")
+
+
+def placement(text: str) -> dict[str, Any]:
+    """`[COUNTx]ACCELERATOR[@MACHINE_TYPE]` (`cpu`/`none` for CPU only) as a command placement."""
+    found = _PLACEMENT.fullmatch(text.strip())
+    if found is None:
+        raise UsageError(
+            f"bad --placement {text!r}: write [COUNTx]ACCELERATOR[@MACHINE_TYPE], e.g. NVIDIA_L4, "
+            "2xNVIDIA_L4@g2-standard-24 or cpu@n1-standard-8"
+        )
+    count, accelerator, machine = found.groups()
+    cpu = accelerator.lower() in CPU_ONLY
+    if cpu and count:
+        raise UsageError(f"bad --placement {text!r}: a CPU placement takes no count")
+    body: dict[str, Any] = {"accelerator": None if cpu else accelerator}
+    if count:
+        body["accelerator_count"] = int(count)
+    if machine:
+        body["machine_type"] = machine
     return body
 
 

@@ -123,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="never undeploy for idleness (--no-keep-warm undoes it; unset keeps the endpoint's)",
     )
     p.add_argument("--traffic", type=int, help="percent of the endpoint's traffic (default 100)")
+    p.add_argument(
+        "--placement",
+        action="append",
+        metavar="[COUNTx]ACCELERATOR[@MACHINE_TYPE]",
+        help="a machine to try, in order, instead of --accelerator/--machine-type; the next is "
+        "tried on a stockout (never on a quota refusal): --placement NVIDIA_L4 --placement "
+        "2xNVIDIA_L4@g2-standard-24 --placement cpu@n1-standard-8; repeatable",
+    )
+    p.add_argument(
+        "--idle-policy",
+        choices=("teardown", "scale-to-zero"),
+        help="teardown (the default: the sweep undeploys after --idle-ttl, wake brings it back) "
+        "or scale-to-zero (Vertex's v1beta1 Preview scales it to zero itself; TTL 5m-8h)",
+    )
     _waiting(p, 5400)
     p.set_defaults(handler=actions.deploy)
 

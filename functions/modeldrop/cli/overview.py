@@ -11,9 +11,12 @@ from modeldrop.cli.context import EXIT_OK, Context
 from modeldrop.cli.profile import Profile
 from modeldrop.cli.table import render
 from modeldrop.durations import format_duration
+from modeldrop.idle_policy import wakefulness
 from modeldrop.labels import MANAGED_FILTER, MODEL, idle_ttl_seconds, keep_warm
+from modeldrop.records import OperationRecord
 
 if TYPE_CHECKING:
+    from modeldrop.state import StateStore
     from modeldrop.vertex import GapicVertex
 
 DEFAULT_TTL_S = 30 * 60
@@ -58,6 +61,8 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
 
     vertex = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint)
     endpoints = vertex.list_managed_endpoints(MANAGED_FILTER)
+    store = _store(profile)
+    records = store.operations() if store else []
     longest = max([idle_ttl_seconds(e.labels, DEFAULT_TTL_S) for e in endpoints] + [DEFAULT_TTL_S])
     last: dict[tuple[str, str], datetime] = {}
     if any(e.deployments for e in endpoints):
@@ -69,7 +74,9 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
         for d in endpoint.deployments:
             seen = last.get((endpoint.id, d.id))
             since = max(t for t in (seen, d.create_time, now - timedelta(seconds=longest)) if t)
-            if keep_warm(endpoint.labels):
+            if d.scales_to_zero:
+                teardown = "Vertex scales to zero"
+            elif keep_warm(endpoint.labels):
                 teardown = "keep-warm"
             elif ttl == 0:
                 teardown = "never"
@@ -88,7 +95,8 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
                         if d.accelerator_type
                         else ""
                     ),
-                    replicas=f"{d.min_replicas}-{d.max_replicas}",
+                    replicas=f"{d.min_replicas}-{d.max_replicas}"
+                    + (f" ({d.available_replicas} up)" if d.available_replicas is not None else ""),
                     traffic=endpoint.traffic_split.get(d.id, 0),
                     idle_ttl=format_duration(ttl) if ttl else "0",
                     last_prediction=seen.isoformat() if seen else None,
@@ -103,6 +111,15 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
         "endpoints": [
             {
                 "endpoint": e.id,
+                # asleep / waking / ready / down: derived from Vertex and the teardown records
+                "state": wakefulness(
+                    e,
+                    store.teardown(e.id) if store else None,
+                    [r for r in records if r.endpoint == e.id],
+                ).value,
+                "idle_policy": "scale-to-zero"
+                if any(d.scales_to_zero for d in e.deployments)
+                else "teardown",
                 "deployments": len(e.deployments),
                 "traffic_split": e.traffic_split,
                 "labels": e.labels,
@@ -110,8 +127,17 @@ def collect(profile: Profile, now: datetime) -> dict[str, Any]:
             for e in endpoints
         ],
         "deployments": [asdict(d) for d in deployments],
-        "operations": [asdict(o) for o in _operations(profile, now)],
+        "operations": [asdict(o) for o in _operations(records, now)],
     }
+
+
+def _store(profile: Profile) -> StateStore | None:
+    if not profile.state_bucket:
+        return None
+    from modeldrop.state import StateStore
+    from modeldrop.storage import GcsStorage
+
+    return StateStore(GcsStorage(profile.project), profile.state_bucket)
 
 
 def _versions(vertex: GapicVertex) -> list[VersionRow]:
@@ -127,13 +153,7 @@ def _versions(vertex: GapicVertex) -> list[VersionRow]:
     ]
 
 
-def _operations(profile: Profile, now: datetime) -> list[OperationRow]:
-    if not profile.state_bucket:
-        return []
-    from modeldrop.state import StateStore
-    from modeldrop.storage import GcsStorage
-
-    records = StateStore(GcsStorage(profile.project), profile.state_bucket).operations()
+def _operations(records: list[OperationRecord], now: datetime) -> list[OperationRow]:
     return [
         OperationRow(
             request_id=r.request_id,
@@ -194,9 +214,16 @@ def status(ctx: Context) -> int:
             ],
         )
     )
-    empty = [e["endpoint"] for e in report["endpoints"] if not e["deployments"]]
-    if empty:
-        ctx.print(f"\nendpoints with nothing deployed: {', '.join(empty)}")
+    ctx.print("\nENDPOINTS")
+    ctx.print(
+        render(
+            ["endpoint", "state", "idle policy", "deployments"],
+            [
+                [e["endpoint"], e["state"], e["idle_policy"], str(e["deployments"])]
+                for e in report["endpoints"]
+            ],
+        )
+    )
     ctx.print("\nOPERATIONS IN FLIGHT")
     ctx.print(
         render(
