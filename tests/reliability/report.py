@@ -82,6 +82,20 @@ ROWS: list[tuple[str, str, Callable[[F], str], str, Callable[[F], str], str]] = 
         ),
         f"{PYTEST} tests/reliability/test_faults.py",
     ),
+    (
+        "stockout_fallback",
+        "GPU stockout, placements in order",
+        lambda f: (
+            f"{f['commands']} deploys listing T4, L4, A100, each published twice ({f['published']})"
+        ),
+        "T4 and L4 stocked out (on the deploy operation, as Vertex reports a stockout)",
+        lambda f: (
+            f"{f['ready_on_third']} ready on the third placement, {f['refusals_named']} refusals named; "
+            f"{f['terminal_results']} terminal results (lost {f['lost']}, duplicated {f['duplicated']}), "
+            f"{f['ticks']} ticks, {f['operations_in_flight']} operations and {f['leases_held']} leases left"
+        ),
+        f"{PYTEST} tests/reliability/test_stockout_fallback.py",
+    ),
     *(_crash(s) for s in ("after-lease", "after-intent", "after-deploy-started", "after-recorded")),
     (
         "race-conflicting-commands",
