@@ -74,6 +74,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 responded = True
                 status = message["status"]
+                if status == 500 and state.engine is not None and state.engine.errored:
+                    # vLLM answers a request its dead engine dropped with a bare 500; the replica
+                    # is gone (health says 503 now), so the request is told to go elsewhere.
+                    status = 503
+                    message = {**message, "status": status}
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
