@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -108,6 +109,8 @@ def compile_cache_keeper(settings: Settings) -> Keeper | None:
     """The compile cache's restore and save for this start; None with --no-compile-cache or no bucket."""
     if not (settings.compile_cache and settings.state_bucket):
         return None
+    # Before the engine's processes start: they inherit it.
+    os.environ.update(settings.compile_cache_env)
     return Keeper(
         store_for(settings.state_bucket),
         functools.partial(

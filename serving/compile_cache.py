@@ -7,10 +7,11 @@ backends.py, decorators.py and model_executor/models/registry.py):
   `inductor_cache/`; otherwise `<hash>/rank_i_j/<prefix>/` with `inductor_cache/` and
   `triton_cache/` beside it. vLLM names each folder by its own hash of the config, code and
   compiler, so a folder restored for other options is never used: it is only downloaded for nothing.
+- `triton_cache/`: Triton's compiled kernels, where the container points TRITON_CACHE_DIR (unless set).
 - `modelinfos/`: what vLLM learned about the model class, which it otherwise finds out in a
   Python subprocess that imports vLLM and torch again (seconds on every start).
 
-The archive is a tar of those two folders, the first member recording the key it was made for.
+The archive is a tar of those folders, the first member recording the key it was made for.
 `compile-cache/<key>.json` (written last) names it, with its size and crc32c.
 """
 
@@ -38,7 +39,7 @@ from serving.state_store import Store
 logger = logging.getLogger(__name__)
 
 PREFIX = "compile-cache/"
-ENTRIES = ("torch_compile_cache", "modelinfos")
+ENTRIES = ("torch_compile_cache", "modelinfos", "triton_cache")
 INNER = "modeldrop-compile-cache.json"  # the archive's first member: the key it was made for
 FORMAT = 1
 
