@@ -187,16 +187,13 @@ def _one(
     seeds = not (reference / "compile-cache").is_dir() and condition == "cold"
     name = f"{condition}-{round_index}" + ("-seed" if seeds else "")
     disk = work / name
-    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_CACHE_DIR", "VLLM_CACHE_ROOT")}
-    env.update(
-        {
-            "VLLM_CACHE_ROOT": str(disk / "vllm-cache"),
-            "TORCHINDUCTOR_CACHE_DIR": str(disk / "inductor-default"),
-            "XDG_CACHE_HOME": str(disk / "xdg"),
-        }
-    )
+    moved = ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "VLLM_CACHE_ROOT", "XDG_CACHE_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in moved}
+    env.update({"VLLM_CACHE_ROOT": str(disk / "vllm-cache"), "XDG_CACHE_HOME": str(disk / "xdg")})
     if condition == "vllm":
+        # Where the container puts them by itself (settings.compile_cache_env): fresh too.
         env["TRITON_CACHE_DIR"] = str(disk / "vllm-cache" / "triton_cache")
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(disk / "vllm-cache" / "inductor_cache")
     else:
         bucket = reference if (seeds or condition == "restored") else disk / "bucket"
         bucket.mkdir(parents=True, exist_ok=True)

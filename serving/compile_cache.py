@@ -7,7 +7,9 @@ backends.py, decorators.py and model_executor/models/registry.py):
   `inductor_cache/`; otherwise `<hash>/rank_i_j/<prefix>/` with `inductor_cache/` and
   `triton_cache/` beside it. vLLM names each folder by its own hash of the config, code and
   compiler, so a folder restored for other options is never used: it is only downloaded for nothing.
-- `triton_cache/`: Triton's compiled kernels, where the container points TRITON_CACHE_DIR (unless set).
+- `triton_cache/` and `inductor_cache/`: Triton's compiled kernels and inductor's own cache,
+  where the container points TRITON_CACHE_DIR and TORCHINDUCTOR_CACHE_DIR (unless set; vLLM
+  moves inductor's into `torch_compile_cache/` in its own compile modes).
 - `modelinfos/`: what vLLM learned about the model class, which it otherwise finds out in a
   Python subprocess that imports vLLM and torch again (seconds on every start).
 
@@ -39,7 +41,7 @@ from serving.state_store import Store
 logger = logging.getLogger(__name__)
 
 PREFIX = "compile-cache/"
-ENTRIES = ("torch_compile_cache", "modelinfos", "triton_cache")
+ENTRIES = ("torch_compile_cache", "modelinfos", "triton_cache", "inductor_cache")
 INNER = "modeldrop-compile-cache.json"  # the archive's first member: the key it was made for
 FORMAT = 1
 

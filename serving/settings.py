@@ -120,8 +120,10 @@ class Settings:
     compile_cache: bool = False
     compile_cache_root: Path = Path("~/.cache/vllm")  # VLLM_CACHE_ROOT, as vLLM resolves it
     compile_cache_max_bytes: int = 2 * 1024**3
-    # Set for the engine's processes: Triton's own cache (vLLM's Triton kernels, compiled on first
-    # use) defaults to ~/.triton/cache, outside the root; pointed inside it, it is saved too.
+    # Set for the engine's processes where unset: Triton's cache (vLLM's Triton kernels, compiled
+    # on first use) defaults to ~/.triton/cache and inductor's, where vLLM does not set it (its
+    # CPU and stock torch.compile modes), to /tmp/torchinductor_<user>: pointed inside the root,
+    # they are saved too.
     compile_cache_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -184,11 +186,14 @@ class Settings:
             adapter_cache_size=args.adapter_cache_size,
             compile_cache=bool(state_bucket) and not args.no_compile_cache,
             compile_cache_root=cache_root(env),
-            compile_cache_env=(
-                {}
-                if "TRITON_CACHE_DIR" in env
-                else {"TRITON_CACHE_DIR": str(cache_root(env) / "triton_cache")}
-            ),
+            compile_cache_env={
+                name: str(cache_root(env) / folder)
+                for name, folder in (
+                    ("TRITON_CACHE_DIR", "triton_cache"),
+                    ("TORCHINDUCTOR_CACHE_DIR", "inductor_cache"),
+                )
+                if name not in env
+            },
             compile_cache_max_bytes=args.compile_cache_max_bytes,
         )
 
