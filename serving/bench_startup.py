@@ -1,7 +1,7 @@
 """Time to ready (process start → health 200): the container cold, the container restoring a saved compile cache, `vllm serve` cold.
 
 Rounds interleave the three conditions (rotated each round, so order effects cancel). Every run
-starts on a fresh VLLM_CACHE_ROOT, inductor and Triton cache ("a fresh replica's disk"); `cold`
+starts on an emptied VLLM_CACHE_ROOT, inductor and Triton cache ("a fresh replica's disk"); `cold`
 also starts on an empty bucket, `restored` on the bucket the first cold run saved its cache to.
 Each run's breakdown: the container's `startup phases` line and, for both servers, the times of
 vLLM's own engine log lines. `python -m serving.bench --model DIR --startup 3` runs it.
@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import time
@@ -186,7 +187,10 @@ def _one(
 ) -> dict[str, Any]:
     seeds = not (reference / "compile-cache").is_dir() and condition == "cold"
     name = f"{condition}-{round_index}" + ("-seed" if seeds else "")
-    disk = work / name
+    # One path for every run, emptied first: a fresh replica's disk, where every replica of the
+    # image has its cache root (vLLM's artifacts may record where they were made).
+    disk = work / "disk"
+    shutil.rmtree(disk, ignore_errors=True)
     moved = ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "VLLM_CACHE_ROOT", "XDG_CACHE_HOME")
     env = {k: v for k, v in os.environ.items() if k not in moved}
     env.update({"VLLM_CACHE_ROOT": str(disk / "vllm-cache"), "XDG_CACHE_HOME": str(disk / "xdg")})
