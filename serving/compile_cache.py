@@ -120,6 +120,8 @@ def restore(store: Store, key: CacheKey, root: Path) -> str:
         raise CompileCacheError(f"{key.manifest_name} is not a valid manifest: {error}") from None
     if recorded != key.digest:
         raise CompileCacheError(f"{key.manifest_name} records key {recorded!r}, not this start's")
+    if not name.startswith(f"{PREFIX}{key.digest}/") or ".." in name.split("/"):
+        raise CompileCacheError(f"{key.manifest_name} names {name!r}, not one of its archives")
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".modeldrop-restore-", dir=root) as work:
         archive = Path(work) / "cache.tar"

@@ -103,12 +103,16 @@ def test_a_corrupt_archive_is_refused_and_leaves_nothing(tmp_path: Path) -> None
 
 
 def test_an_archive_made_for_another_key_is_refused(tmp_path: Path) -> None:
-    """A manifest for this key that names another key's archive (crc intact) is caught by the key inside."""
+    """Another key's archive under this key's name (crc intact) is caught by the key inside it."""
     bucket = tmp_path / "bucket"
     store = DirectoryStore(bucket)
     save(store, OTHER, make_cache(tmp_path / "a"), max_bytes=10**6)
     manifest = json.loads((bucket / OTHER.manifest_name).read_text())
-    (bucket / KEY.manifest_name).write_text(json.dumps({**manifest, "key": KEY.digest}))
+    moved = manifest["archive"].replace(OTHER.digest, KEY.digest)
+    store.write_file(moved, bucket / manifest["archive"])
+    (bucket / KEY.manifest_name).write_text(
+        json.dumps({**manifest, "key": KEY.digest, "archive": moved})
+    )
     with pytest.raises(CompileCacheError, match="made for key"):
         restore(store, KEY, tmp_path / "b")
     (bucket / KEY.manifest_name).write_text(json.dumps(manifest))
@@ -128,13 +132,23 @@ def test_an_archive_holding_other_paths_is_refused(tmp_path: Path, name: str) ->
             info.size = len(data)
             tar.addfile(info, BytesIO(data))
     store = DirectoryStore(tmp_path / "bucket")
-    store.write_file("compile-cache/evil.tar", archive)
-    manifest = {"key": KEY.digest, "archive": "compile-cache/evil.tar"}
+    store.write_file(f"compile-cache/{KEY.digest}/evil.tar", archive)
+    manifest = {"key": KEY.digest, "archive": f"compile-cache/{KEY.digest}/evil.tar"}
     manifest |= {"size": archive.stat().st_size, "crc32c": crc32c_of(archive)}
     store.write(KEY.manifest_name, json.dumps(manifest).encode())
     with pytest.raises(CompileCacheError, match="outside what it may hold"):
         restore(store, KEY, tmp_path / "root")
     assert not (tmp_path / "x").exists() and not (tmp_path / "escape").exists()
+
+
+def test_a_manifest_naming_another_object_is_refused(tmp_path: Path) -> None:
+    store = DirectoryStore(tmp_path / "bucket")
+    save(store, KEY, make_cache(tmp_path / "a"), max_bytes=10**6)
+    manifest = json.loads((tmp_path / "bucket" / KEY.manifest_name).read_text())
+    for name in (f"compile-cache/{KEY.digest}/../../serving-args/x.json", "activity/a.json"):
+        store.write(KEY.manifest_name, json.dumps({**manifest, "archive": name}).encode())
+        with pytest.raises(CompileCacheError, match="not one of its archives"):
+            restore(store, KEY, tmp_path / "b")
 
 
 def test_the_keeper_turns_problems_into_warnings(
