@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 
@@ -15,6 +16,7 @@ from serving import logs
 from serving.app import create_app
 from serving.engine import Phase
 from serving.settings import Settings, SettingsError
+from serving.startup import Phases, process_started_monotonic
 
 
 class DrainingServer(uvicorn.Server):
@@ -31,14 +33,20 @@ class DrainingServer(uvicorn.Server):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    phases = Phases(process_started_monotonic())
+    entered = time.monotonic()
     try:
-        settings = Settings.load(argv)
+        settings = Settings.load(
+            argv
+        )  # imports vLLM, for its parser: most of the time before listening
     except SettingsError as error:
         print(
             json.dumps({"severity": "ERROR", "message": f"bad settings: {error}"}), file=sys.stderr
         )
         return 2
     logs.configure(settings.log_level)
+    phases.record("python_and_imports", phases.origin, entered)
+    phases.record("settings", entered, time.monotonic())
     if settings.unused_env:
         logging.getLogger("serving").warning(
             "environment variables that name no flag were not used",
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(settings, on_fatal=stop_serving)
+    app = create_app(settings, on_fatal=stop_serving, phases=phases)
 
     def drain(sig: int) -> None:
         if app.state.phase is not Phase.FAILED:

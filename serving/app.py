@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,14 +17,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from serving import weights
+from serving import compile_key, weights
 from serving.activity import Activity
 from serving.adapters import install_resolver
+from serving.compile_cache import Keeper
 from serving.engine import Phase, load
 from serving.errors import ServingError, Unavailable
 from serving.metrics import Metrics, shared
 from serving.request_context import RequestContext, send_error, serving_error_response
 from serving.settings import Settings
+from serving.startup import Phases
+from serving.state_store import store_for
 from serving.vertex_api import Predict, health
 
 logger = logging.getLogger("serving")
@@ -61,9 +65,12 @@ async def _load(app: FastAPI) -> None:
         settings.allow_unsafe_weights,
         settings.trust_remote_code,
     )
+    phases: Phases = app.state.phases
+    keeper = compile_cache_keeper(settings)
+    before_engine = {"compile_cache_restore": keeper.restore} if keeper else {}
     try:
         resolver = install_resolver(settings)
-        engine = await load(settings.args, prepare, settings.model_name)
+        engine = await load(settings.args, prepare, settings.model_name, phases, before_engine)
         if resolver is not None:
             resolver.attach(engine.app.state.openai_serving_models)
     except Exception as error:
@@ -81,6 +88,9 @@ async def _load(app: FastAPI) -> None:
     if app.state.phase is Phase.LOADING:
         app.state.phase = Phase.READY
     app.state.activity.start()
+    if keeper is not None:
+        app.state.compile_cache_saver = keeper.save_in_background()
+    logger.info("startup phases", extra=phases.summary())
     logger.info(
         "ready to serve",
         extra={
@@ -92,6 +102,25 @@ async def _load(app: FastAPI) -> None:
             "machine_type": settings.vertex.machine_type,
             "accelerator_type": settings.vertex.accelerator_type,
         },
+    )
+
+
+def compile_cache_keeper(settings: Settings) -> Keeper | None:
+    """The compile cache's restore and save for this start; None with --no-compile-cache or no bucket."""
+    if not (settings.compile_cache and settings.state_bucket):
+        return None
+    # Before the engine's processes start: they inherit it.
+    os.environ.update(settings.compile_cache_env)
+    return Keeper(
+        store_for(settings.state_bucket),
+        functools.partial(
+            compile_key.key_for,
+            settings.model,
+            settings.args,
+            settings.vertex.accelerator_type,
+        ),
+        settings.compile_cache_root,
+        settings.compile_cache_max_bytes,
     )
 
 
@@ -132,6 +161,7 @@ def create_app(
     settings: Settings,
     metrics: Metrics | None = None,
     on_fatal: Callable[[], Any] | None = None,
+    phases: Phases | None = None,
 ) -> FastAPI:
     """The app for `settings`; `on_fatal` runs if the engine cannot load (main stops the server)."""
     app = FastAPI(title="modeldrop serving", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -142,6 +172,8 @@ def create_app(
     app.state.failure = None
     app.state.on_fatal = on_fatal or (lambda: None)
     app.state.started_monotonic = time.monotonic()
+    app.state.phases = phases or Phases(app.state.started_monotonic)
+    app.state.compile_cache_saver = None
     app.state.activity = Activity.from_settings(settings)
     attach_router(app)
     app.add_middleware(RequestContext, owner=app)

@@ -3,6 +3,7 @@
 Fixed prompt and output lengths (ignore EOS), distinct random token prompts, concurrency levels run in turn.
 Prints throughput, p50/p99 latency, time to first token and time to ready, with ratios to plain vLLM.
   python -m serving.bench --model DIR [--concurrency 1,16,64] [--targets container,vllm,blocking]
+With --startup N: time to ready only, cold / restored compile cache / vllm serve (serving/bench_startup.py).
 With --adapters N (container and vllm only): N random-weight LoRA adapters served mixed against the
 base model on the same server, and the first request to each of --first-adapters fresh ones timed.
 """
@@ -23,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from serving import bench_adapters
+from serving import bench_adapters, bench_startup
 from serving.bench_adapters import AdapterResult, AdapterSet
 from serving.bench_load import make_prompts, run_async, run_level
 from serving.bench_report import TargetResult, plot, report
@@ -292,6 +293,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-adapters", type=int, default=20, help="fresh adapters probed")
     parser.add_argument("--adapter-rank", type=int, default=16)
     parser.add_argument("--first-output-tokens", type=int, default=16)
+    parser.add_argument(
+        "--startup",
+        type=int,
+        default=0,
+        help="startup mode: this many rounds of time to ready (no load levels): the container "
+        "cold, restoring its compile cache from the bucket, and vllm serve cold",
+    )
+    parser.add_argument(
+        "--startup-conditions",
+        default=",".join(bench_startup.CONDITIONS),
+        type=lambda s: [c for c in s.split(",") if c],
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
     parser.add_argument("--title", default="serving throughput")
@@ -299,6 +312,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown targets {sorted(unknown)}; choose from {', '.join(TARGETS)}")
+    odd = set(args.startup_conditions) - set(bench_startup.CONDITIONS)
+    if odd:
+        parser.error(f"unknown startup conditions {sorted(odd)}")
     if args.adapters and "blocking" in args.targets:
         parser.error("--adapters measures the container and vllm targets only")
     return args
@@ -306,6 +322,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.startup:
+        startup = bench_startup.run(args, _argv)
+        print(bench_startup.table(startup))
+        if args.out:
+            args.out.write_text(
+                json.dumps(
+                    {"args": {k: str(v) for k, v in vars(args).items()}, **startup}, indent=2
+                )
+            )
+        return
     results, adapter_results = run(args)
     table = report(results) if not adapter_results else ""
     print(table)

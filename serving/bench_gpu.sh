@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run of the serving benchmark: builds a random-weight Gemma-2B-shape model (once), then
 # benchmarks the given targets on it. Usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY]
+# BENCH_EXTRA="--startup 3" measures time to ready instead (cold, restored compile cache, vllm serve).
 set -euo pipefail
 out=${1:?usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY]}
 targets=${2:-container,vllm}
@@ -21,4 +22,8 @@ for target in ${targets//,/ }; do
   tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true
   if [ -f "$logs/$target.pyspy.txt" ]; then cp "$logs/$target.pyspy.txt" "$out/"; fi
 done
+if [ -d "$logs/startup" ]; then
+  mkdir -p "$out/startup"
+  for log in "$logs"/startup/*.log; do tail -c 1000000 "$log" > "$out/startup/$(basename "$log")"; done
+fi
 exit "$status"

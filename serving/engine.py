@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from serving.startup import Phases
 
 logger = logging.getLogger(__name__)
 
@@ -46,19 +50,33 @@ class Engine:
             self.client.shutdown()
 
 
-def _start_client(args: argparse.Namespace) -> Any:
-    """Blocking (tens of seconds): run in a worker thread so health keeps answering."""
+def _import_engine() -> None:
+    """vLLM's engine modules, imported while the weights download (the parser imported the rest)."""
+    import vllm.engine.arg_utils
+    import vllm.entrypoints.launchers.api_server.app_state
+    import vllm.entrypoints.launchers.app
+    import vllm.v1.engine.async_llm  # noqa: F401
+
+
+def _engine_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """vLLM's config for `args` (this is where vLLM inspects the model class and reads the weights'
+    headers), in the API-server usage context, as vLLM's build_async_engine_client does it."""
     from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.usage.usage_lib import UsageContext
+
+    engine_args = AsyncEngineArgs.from_cli_args(args)
+    config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+    return engine_args, config
+
+
+def _start_client(engine_args: Any, config: Any) -> Any:
+    """Blocking (tens of seconds: the engine process starts, loads, compiles): run in a worker thread."""
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    # As vLLM's build_async_engine_client does it, in the API-server usage context.
-    engine_args = AsyncEngineArgs.from_cli_args(args)
-    usage = UsageContext.OPENAI_API_SERVER
-    config = engine_args.create_engine_config(usage_context=usage)
     return AsyncLLM.from_vllm_config(
         vllm_config=config,
-        usage_context=usage,
+        usage_context=UsageContext.OPENAI_API_SERVER,
         enable_log_requests=engine_args.enable_log_requests,
         aggregate_engine_logging=engine_args.aggregate_engine_logging,
         disable_log_stats=engine_args.disable_log_stats,
@@ -92,18 +110,43 @@ async def warm_up(app: Any, model: str) -> None:
             raise RuntimeError(f"warm-up failed: {response.status_code} {response.text[:500]}")
 
 
-async def load(args: argparse.Namespace, folder_task: Any, model: str) -> Engine:
-    """Prepare the weights and start the engine in worker threads; then build vLLM's app, warmed up."""
-    folder: Path = await asyncio.to_thread(folder_task)
+async def load(
+    args: argparse.Namespace,
+    prepare: Callable[[], Path],
+    model: str,
+    phases: Phases,
+    before_engine: Mapping[str, Callable[[], object]] | None = None,
+) -> Engine:
+    """Prepare the weights while vLLM's engine modules import and `before_engine` runs (each in a
+    worker thread, at once); then start the engine and build vLLM's app, warmed up.
+
+    The engine's config waits for the weights: vLLM reads their safetensors headers to build it.
+    """
+    jobs: dict[str, Callable[[], object]] = {
+        "weights": prepare,
+        "engine_imports": _import_engine,
+        **(before_engine or {}),
+    }
+    done = await asyncio.gather(
+        *(asyncio.to_thread(phases.timed(name, job)) for name, job in jobs.items())
+    )
+    folder = Path(str(done[0]))
     engine_args = argparse.Namespace(**{**vars(args), "model": str(folder)})
-    client = await asyncio.to_thread(_start_client, engine_args)
+    vllm_args, config = await asyncio.to_thread(
+        phases.timed("engine_config", functools.partial(_engine_config, engine_args))
+    )
+    client = await asyncio.to_thread(
+        phases.timed("engine_start", functools.partial(_start_client, vllm_args, config))
+    )
     try:
-        engine = await build_server(client, engine_args)
+        with phases.phase("server_build"):
+            engine = await build_server(client, engine_args)
     except BaseException:
         client.shutdown()
         raise
     try:
-        await warm_up(engine.app, model)
+        with phases.phase("warm_up"):
+            await warm_up(engine.app, model)
     except BaseException:
         await engine.shutdown()
         raise

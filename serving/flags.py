@@ -102,6 +102,18 @@ def parser() -> argparse.ArgumentParser:
         default=16,
         help="most LoRA adapters kept on local disk (least recently used evicted)",
     )
+    group.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="neither restore vLLM's compile cache from the state bucket before the engine "
+        "starts nor save it there once ready",
+    )
+    group.add_argument(
+        "--compile-cache-max-bytes",
+        type=_at_least(0),
+        default=2 * 1024**3,
+        help="largest compile cache saved to the state bucket (a larger one is not saved)",
+    )
     return built
 
 

@@ -116,6 +116,15 @@ class Settings:
     replica: str = "replica"
     model_key: str | None = None  # MODELDROP_MODEL: the registry's model name, for adapters
     adapter_cache_size: int = 16
+    # vLLM's compile cache in the state bucket (compile_cache.py): on unless --no-compile-cache
+    compile_cache: bool = False
+    compile_cache_root: Path = Path("~/.cache/vllm")  # VLLM_CACHE_ROOT, as vLLM resolves it
+    compile_cache_max_bytes: int = 2 * 1024**3
+    # Set for the engine's processes where unset: Triton's cache (vLLM's Triton kernels, compiled
+    # on first use) defaults to ~/.triton/cache and inductor's, where vLLM does not set it (its
+    # CPU and stock torch.compile modes), to /tmp/torchinductor_<user>: pointed inside the root,
+    # they are saved too.
+    compile_cache_env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def model_name(self) -> str:
@@ -175,6 +184,17 @@ class Settings:
             replica=env.get("MODELDROP_REPLICA_ID", "").strip() or os.uname().nodename,
             model_key=env.get("MODELDROP_MODEL", "").strip() or None,
             adapter_cache_size=args.adapter_cache_size,
+            compile_cache=bool(state_bucket) and not args.no_compile_cache,
+            compile_cache_root=cache_root(env),
+            compile_cache_env={
+                name: str(cache_root(env) / folder)
+                for name, folder in (
+                    ("TRITON_CACHE_DIR", "triton_cache"),
+                    ("TORCHINDUCTOR_CACHE_DIR", "inductor_cache"),
+                )
+                if name not in env
+            },
+            compile_cache_max_bytes=args.compile_cache_max_bytes,
         )
 
 
@@ -213,6 +233,15 @@ def deployment_args(vertex: Vertex, state_bucket: str | None) -> list[str]:
     if problems:
         raise SettingsError(f"the serving args at {where}: {'; '.join(problems)}")
     return args
+
+
+def cache_root(env: Mapping[str, str]) -> Path:
+    """VLLM_CACHE_ROOT as vLLM resolves it (vllm/envs.py): the variable, else $XDG_CACHE_HOME/vllm."""
+    root = env.get("VLLM_CACHE_ROOT", "").strip()
+    if root:
+        return Path(root).expanduser()
+    base = env.get("XDG_CACHE_HOME", "").strip() or "~/.cache"
+    return Path(base).expanduser() / "vllm"
 
 
 def served_name(model: str) -> str:

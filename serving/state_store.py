@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 
 class Store(Protocol):
-    """Small objects by name: activity records written, adapter records read."""
+    """Objects by name: activity records written, adapter records read, compile caches as files."""
 
     def write(self, name: str, data: bytes) -> None: ...
 
     def read(self, name: str) -> bytes | None: ...
+
+    def write_file(self, name: str, path: Path) -> None: ...
+
+    def read_file(self, name: str, path: Path) -> bool:
+        """Download `name` to `path`; False when there is no such object."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,20 @@ class DirectoryStore:
     def read(self, name: str) -> bytes | None:
         path = self.root / name
         return path.read_bytes() if path.is_file() else None
+
+    def write_file(self, name: str, path: Path) -> None:
+        target = self.root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(path, partial)
+        partial.replace(target)
+
+    def read_file(self, name: str, path: Path) -> bool:
+        source = self.root / name
+        if not source.is_file():
+            return False
+        shutil.copyfile(source, path)
+        return True
 
 
 class BucketStore:
@@ -58,6 +79,23 @@ class BucketStore:
         except NotFound:
             return None
         return data
+
+    def write_file(self, name: str, path: Path) -> None:
+        # Resumable in chunks for large files (the client's default above 8 MiB).
+        self._get().blob(name).upload_from_filename(
+            str(path), content_type="application/x-tar", checksum="crc32c"
+        )
+
+    def read_file(self, name: str, path: Path) -> bool:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            # The caller checks the crc32c its manifest records.
+            self._get().blob(name).download_to_filename(str(path), checksum=None)
+        except NotFound:
+            path.unlink(missing_ok=True)
+            return False
+        return True
 
 
 def store_for(location: str) -> Store:

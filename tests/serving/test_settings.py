@@ -153,3 +153,24 @@ def test_an_unusable_serving_args_record_stops_the_start(
     with pytest.raises(SettingsError, match="serving args at") as caught:
         Settings.load([], _deployment(tmp_path, record))
     assert needle in str(caught.value)
+
+
+def test_the_compile_cache_is_on_with_a_bucket_unless_turned_off(tmp_path: Path) -> None:
+    """It needs the state bucket; --no-compile-cache (or its variable) turns it off; the root is
+    vLLM's; Triton's and inductor's caches are pointed inside it unless they are set."""
+    bucket = {"MODELDROP_STATE_BUCKET": str(tmp_path), "VLLM_CACHE_ROOT": "/c"}
+    assert not Settings.load(["--model", "/m"], {}).compile_cache
+    on = Settings.load(["--model", "/m"], bucket)
+    assert on.compile_cache and on.compile_cache_root == Path("/c")
+    assert on.compile_cache_env == {
+        "TRITON_CACHE_DIR": "/c/triton_cache",
+        "TORCHINDUCTOR_CACHE_DIR": "/c/inductor_cache",
+    }
+    assert not Settings.load(["--model", "/m", "--no-compile-cache"], bucket).compile_cache
+    off = {**bucket, "MODELDROP_SERVING_NO_COMPILE_CACHE": "1", "TRITON_CACHE_DIR": "/t"}
+    assert not Settings.load(["--model", "/m"], off).compile_cache
+    assert Settings.load(["--model", "/m"], off).compile_cache_env == {
+        "TORCHINDUCTOR_CACHE_DIR": "/c/inductor_cache"
+    }
+    xdg = Settings.load(["--model", "/m"], {"XDG_CACHE_HOME": "/x"})
+    assert xdg.compile_cache_root == Path("/x/vllm")
