@@ -207,7 +207,7 @@ resource "google_storage_bucket_iam_member" "state" {
 resource "google_storage_bucket_iam_member" "state_prefixes" {
   for_each = {
     for grant in [
-      { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectUser", prefixes = ["activity/"] },
+      { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectUser", prefixes = ["activity/", "compile-cache/"] },
       { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectViewer", prefixes = ["serving-args/", "adapters/"] },
       { holder = "gateway", member = google_service_account.gateway.member, role = "roles/storage.objectUser", prefixes = ["wakes/", "activity/"] },
       # The sweep's teardown record says an endpoint sleeps (and names the sleep: the wake's request

@@ -225,7 +225,7 @@ def test_only_on_command_may_act_as_the_serving_account() -> None:
 
 
 def test_serving_account_reads_the_weights_and_only_its_prefixes_of_the_state_bucket() -> None:
-    """Serving: objectViewer on weights; on the state bucket only activity/ (write) and serving-args/, adapters/ (read), by condition: the prefixes the container reads."""
+    """Serving: objectViewer on weights; on the state bucket only activity/ and compile-cache/ (write) and serving-args/, adapters/ (read), by condition: the prefixes the container uses."""
     serving = [
         grant for grant in grants() if grant["member"] == "${google_service_account.serving.member}"
     ]
@@ -233,12 +233,15 @@ def test_serving_account_reads_the_weights_and_only_its_prefixes_of_the_state_bu
         ("${google_storage_bucket.weights.name}", "roles/storage.objectViewer")
     ]
     assert state_prefixes()["serving"] == {
-        "roles/storage.objectUser": ["activity/"],
+        "roles/storage.objectUser": ["activity/", "compile-cache/"],
         "roles/storage.objectViewer": ["serving-args/", "adapters/"],
     }
+    from serving import compile_cache
     from serving.flags import DEPLOYMENT_ARGS_PREFIX
 
     assert DEPLOYMENT_ARGS_PREFIX in state_prefixes()["serving"]["roles/storage.objectViewer"]
+    # The compile cache is read at start and written once after ready.
+    assert compile_cache.PREFIX in state_prefixes()["serving"]["roles/storage.objectUser"]
 
 
 def state_prefixes() -> dict[str, dict[str, list[str]]]:
