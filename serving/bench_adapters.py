@@ -106,7 +106,9 @@ def server_flags(target: str, adapters: AdapterSet, args: argparse.Namespace) ->
     flags += ["--max-loras", str(max(1, len(adapters.mix)))]
     if target == "container":
         size = len(adapters.mix) + len(adapters.fresh) + 1
-        return [*flags, "--cache-dir", str(adapters.cache_dir), "--adapter-cache-size", str(size)]
+        flags += ["--cache-dir", str(adapters.cache_dir), "--adapter-cache-size", str(size)]
+        # The state bucket is set for the adapters: no compile-cache upload beside the load.
+        return [*flags, "--no-compile-cache"]
     return [*flags, "--lora-modules", *(f"{n}={adapters.folders / n}" for n in adapters.mix)]
 
 
