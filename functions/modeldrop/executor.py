@@ -26,7 +26,7 @@ from modeldrop.errors import PermanentError, TransientError
 from modeldrop.events import PubSubMessage
 from modeldrop.layout import VersionFolder
 from modeldrop.queue_rules import superseded_by
-from modeldrop.records import RequestRecord, RequestState
+from modeldrop.records import DEPLOY_ACTIONS, RequestRecord, RequestState
 from modeldrop.reporting import finish, once
 from modeldrop.results import Result, Status
 from modeldrop.uploads import register
@@ -190,6 +190,8 @@ def _enqueue(
             command=command.model_dump(mode="json", exclude_unset=True),
         )
     )
+    if command.action in DEPLOY_ACTIONS:  # held for by the gateway while it waits its turn
+        ctx.state.note_deploy(endpoint, command.request_id, command.action, record.at)
     waits = [f"{', '.join(running)} running"] if running else []
     waits += [f"{len(ahead)} queued before it"] if ahead else []
     queued = Result(

@@ -20,7 +20,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from modeldrop.context import Context
-from modeldrop.gateway_rules import Observation, Serving, WakeNote
+from modeldrop.gateway_rules import DeployNote, Observation, Serving, WakeNote
 from modeldrop.labels import MODEL
 from modeldrop.records import RequestState
 
@@ -89,7 +89,16 @@ def observe(ctx: Context, endpoint: str) -> Observation:
         label,
         teardown.at if teardown is not None else None,
         read_note(ctx, endpoint),
+        read_deploy(ctx, endpoint),
     )
+
+
+def read_deploy(ctx: Context, endpoint: str) -> DeployNote | None:
+    """The latest deploy or wake anyone started or queued on `endpoint` (state.DeployNote)."""
+    note = ctx.state.deploy_note(endpoint)
+    if note is None:
+        return None
+    return DeployNote(note.request_id, note.action, note.at, note.status, note.message)
 
 
 @dataclass

@@ -258,11 +258,11 @@ def state_prefixes() -> dict[str, dict[str, list[str]]]:
 
 
 def test_gateway_account_keeps_only_wakes_and_activity_in_the_state_bucket() -> None:
-    """The gateway may write wakes/ and activity/ of the state bucket and read teardowns/ and its
-    own wakes' request records, and nothing else there."""
+    """The gateway may write wakes/ and activity/ of the state bucket and read teardowns/, its
+    own wakes' request records and the per-endpoint deploy notes, and nothing else there."""
     assert state_prefixes()["gateway"] == {
         "roles/storage.objectUser": ["wakes/", "activity/"],
-        "roles/storage.objectViewer": ["teardowns/", "requests/gateway-wake-"],
+        "roles/storage.objectViewer": ["teardowns/", "requests/gateway-wake-", "deploys/"],
     }
 
 
@@ -558,3 +558,10 @@ def test_the_storage_trigger_waits_for_its_agents_grant_to_propagate() -> None:
     assert int(wait["create_duration"].removesuffix("s")) >= 120
     (body,) = [body for body in functions().values() if entry_point(body) == "on_upload"]
     assert "${time_sleep.storage_agent_grant_propagation}" in body["depends_on"]
+
+
+def test_the_deploy_notes_fall_under_the_gateways_grant() -> None:
+    """The gateway reads the one object per endpoint that says a deploy is under way."""
+    from modeldrop.state import DEPLOYS
+
+    assert DEPLOYS in state_prefixes()["gateway"]["roles/storage.objectViewer"]
