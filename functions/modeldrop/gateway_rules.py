@@ -87,6 +87,7 @@ class Observation:
     teardown_at: datetime | None = None  # the sweep's teardown record, if there is one
     wake: WakeNote | None = None
     deploy: DeployNote | None = None
+    idle_ttl_s: int | None = None  # the endpoint's idle TTL label (0: never torn down for idleness)
 
     @property
     def served_model(self) -> str:
@@ -208,6 +209,22 @@ def target(model: object) -> Target:
     if colon and not _ADAPTER.fullmatch(adapter):
         raise ValueError(f'"model": {adapter!r} is not an adapter name')
     return Target(endpoint, adapter if colon else None)
+
+
+# The gateway's activity records come at most once per period: a period at most this share of the
+# endpoint's idle TTL leaves the sweep three more records' worth of slack before it could judge an
+# endpoint idle that the gateway keeps busy (a write late or lost, the sweep's own tick).
+ACTIVITY_SHARE_OF_TTL = 0.25
+MIN_ACTIVITY_PERIOD_S = 1.0
+
+
+def activity_period_s(configured_s: float, idle_ttl_s: int | None) -> float:
+    """How often the gateway writes an endpoint's activity record: the configured period, shortened
+    to a quarter of the endpoint's idle TTL (a 20 s TTL under the 60 s default would otherwise see
+    gateway-only traffic as idle), never below a second."""
+    if not idle_ttl_s:
+        return configured_s
+    return max(MIN_ACTIVITY_PERIOD_S, min(configured_s, idle_ttl_s * ACTIVITY_SHARE_OF_TTL))
 
 
 def retry_after_s(timeout_s: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -182,3 +183,23 @@ def test_proxied_requests_count_as_activity_at_most_once_per_period() -> None:
         "1",
         0,
     )
+
+
+def test_an_endpoint_with_a_short_idle_ttl_gets_its_activity_records_more_often() -> None:
+    """TTL 8 s under the 60 s default period: requests 3 s apart (the test clock) write a record
+    at least every 2 s of that clock, so gateway-only traffic never looks idle to the sweep."""
+    import time
+
+    short = Observation("ep", True, (Serving("1", "m", 100),), idle_ttl_s=8)
+    gw, _ = gateway(lambda e: short, Prediction((200, b"{}")))
+    assert gw.ctx.settings.gateway_activity_period_s == 60
+    for _ in range(4):  # each request reads the test clock several times: >= 2 s apart
+        list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    storage = cast(Storage, gw.ctx.storage)
+    long = replace(short, idle_ttl_s=1800)
+    gw_long, _ = gateway(lambda e: long, Prediction((200, b"{}")))
+    for _ in range(4):
+        list(gw_long.events("ep", "rawPredict", lambda seen: b"{}"))
+    time.sleep(0.2)
+    assert len(storage.names) >= 3, storage.names
+    assert len(cast(Storage, gw_long.ctx.storage).names) == 1  # the 60 s period holds

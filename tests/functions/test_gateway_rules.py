@@ -14,6 +14,7 @@ from modeldrop.gateway_rules import (
     Phase,
     Serving,
     WakeNote,
+    activity_period_s,
     backoff_s,
     decide,
     is_scale_up,
@@ -200,3 +201,12 @@ def test_a_deploy_in_flight_past_the_deadline_is_given_up() -> None:
     """Held past the wake timeout on someone's deploy: 503 naming the state."""
     decision = decide(seen(deploy=DeployNote("r-7", "deploy", T0)), TIMEOUT, TIMEOUT)
     assert (decision.action, decision.phase) == (Action.GIVE_UP, Phase.DEPLOYING)
+
+
+def test_the_activity_period_is_at_most_a_quarter_of_the_endpoints_idle_ttl() -> None:
+    """A 20 s TTL under the 60 s default: a record every 5 s; long TTLs keep the period; never
+    under a second; a TTL of 0 (never idle) or unknown keeps it."""
+    assert activity_period_s(60, 20) == 5
+    assert activity_period_s(60, 1800) == 60
+    assert activity_period_s(60, 2) == 1
+    assert activity_period_s(60, 0) == 60 and activity_period_s(60, None) == 60
