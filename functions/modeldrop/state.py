@@ -13,6 +13,8 @@
 - `deploys/<endpoint>.json`: the latest deploy or wake started or queued on the endpoint, and its
   terminal status once reported: what the gateway reads to hold requests for a deploy it did not
   start (it may read objects it names, never list operations/ or queue/).
+- `adapter-index/<model>.json`: the names of a model's registered adapters (adapters.py), for the
+  gateway's /v1/models.
 - `queue/<endpoint>/...`: commands that arrived while their endpoint was busy (command_queue.py).
 - `ready/<endpoint>/<deployed model id>.json`: when the sweep saw the deploy end (its metadata):
   the idle TTL and the deploy grace run from then.

@@ -203,3 +203,39 @@ def test_an_endpoint_with_a_short_idle_ttl_gets_its_activity_records_more_often(
     time.sleep(0.2)
     assert len(storage.names) >= 3, storage.names
     assert len(cast(Storage, gw_long.ctx.storage).names) == 1  # the 60 s period holds
+
+
+def test_models_lists_each_endpoint_and_a_ready_ones_adapters() -> None:
+    """A ready endpoint with two indexed adapters and a sleeping one: three models, the adapters
+    as <endpoint>:<adapter>; the sleeping endpoint's adapters are not read."""
+    import json
+
+    from modeldrop.adapters import index_name
+
+    asleep = Observation("cold", True, model_label="m", teardown_at=T0)
+    ready = Observation("ep", True, (Serving("1", "m", 100),), model_label="m")
+    looks = {"ep": ready, "cold": asleep}
+    gw, _ = gateway(lambda e: looks[e], Prediction((200, b"{}")))
+    reads: list[str] = []
+
+    def read(bucket: str, name: str) -> Any:
+        reads.append(name)
+        return SimpleNamespace(data=json.dumps({"adapters": ["chat", "sql"]}).encode())
+
+    endpoints = [
+        SimpleNamespace(id="ep", create_time=None),
+        SimpleNamespace(id="cold", create_time=None),
+    ]
+    ctx = cast(Any, gw.ctx)
+    ctx.storage.read = read
+    ctx.vertex = SimpleNamespace(list_managed_endpoints=lambda _: endpoints)
+    data = gw.models()["data"]
+    assert [(m["id"], m["state"]) for m in data] == [
+        ("ep", "ready"),
+        ("ep:chat", "ready"),
+        ("ep:sql", "ready"),
+        ("cold", "asleep"),
+    ]
+    assert data[1]["parent"] == "ep"
+    gw.models()
+    assert reads == [index_name("m")]  # kept between listings

@@ -281,7 +281,12 @@ def test_gateway_account_keeps_only_wakes_and_activity_in_the_state_bucket() -> 
     own wakes' request records and the per-endpoint deploy notes, and nothing else there."""
     assert state_prefixes()["gateway"] == {
         "roles/storage.objectUser": ["wakes/", "activity/"],
-        "roles/storage.objectViewer": ["teardowns/", "requests/gateway-wake-", "deploys/"],
+        "roles/storage.objectViewer": [
+            "teardowns/",
+            "requests/gateway-wake-",
+            "deploys/",
+            "adapter-index/",
+        ],
     }
 
 
@@ -581,9 +586,12 @@ def test_the_storage_trigger_waits_for_its_agents_grant_to_propagate() -> None:
 
 def test_the_deploy_notes_fall_under_the_gateways_grant() -> None:
     """The gateway reads the one object per endpoint that says a deploy is under way."""
+    from modeldrop.adapters import index_name
     from modeldrop.state import DEPLOYS
 
-    assert DEPLOYS in state_prefixes()["gateway"]["roles/storage.objectViewer"]
+    readable = state_prefixes()["gateway"]["roles/storage.objectViewer"]
+    assert DEPLOYS in readable
+    assert any(index_name("gemma").startswith(prefix) for prefix in readable)
 
 
 def test_the_gateway_gets_its_wake_timeout_from_var_gateway() -> None:
