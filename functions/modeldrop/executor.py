@@ -138,6 +138,10 @@ def _run(
     command: Command, ctx: Context, now: datetime, record: RequestRecord, base: dict[str, Any]
 ) -> Result:
     """Start the command's work (the caller holds the lease and the endpoint is free)."""
+    if command.action in DEPLOY_ACTIONS:
+        # Before the endpoint is made (an operation of its own): the gateway holds requests from
+        # the moment the deploy is accepted, not from when Vertex is asked to deploy.
+        ctx.state.note_deploy(_endpoint_of(command), command.request_id, command.action, now)
     try:
         result = _dispatch(command, ctx, now, base)
     except PermanentError as error:

@@ -10,7 +10,7 @@
 - `operations/<endpoint>/<request_id>.<part>.json`: an in-flight Vertex operation the sweep follows,
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
-- `deploys/<endpoint>.json`: the latest deploy or wake started or queued on the endpoint, and its
+- `deploys/<endpoint>.json`: the latest deploy or wake accepted or queued on the endpoint, and its
   terminal status once reported: what the gateway reads to hold requests for a deploy it did not
   start (it may read objects it names, never list operations/ or queue/).
 - `adapter-index/<model>.json`: the names of a model's registered adapters (adapters.py), for the
