@@ -188,7 +188,7 @@ resource "google_cloudfunctions2_function" "gateway" {
     # Callers are outside Google Cloud; IAM (run.invoker on the service) is the door, not ingress.
     ingress_settings               = "ALLOW_ALL"
     all_traffic_on_latest_revision = true
-    environment_variables          = local.function_environment
+    environment_variables          = local.gateway_environment
   }
 
   # No event_trigger: an HTTP function. Only var.gateway.invokers may call it (iam.tf).

@@ -211,8 +211,11 @@ resource "google_storage_bucket_iam_member" "state_prefixes" {
       { holder = "serving", member = google_service_account.serving.member, role = "roles/storage.objectViewer", prefixes = ["serving-args/", "adapters/"] },
       { holder = "gateway", member = google_service_account.gateway.member, role = "roles/storage.objectUser", prefixes = ["wakes/", "activity/"] },
       # The sweep's teardown record says an endpoint sleeps (and names the sleep: the wake's request
-      # id); the gateway's own wakes' request records say how each ended.
-      { holder = "gateway", member = google_service_account.gateway.member, role = "roles/storage.objectViewer", prefixes = ["teardowns/", "requests/gateway-wake-"] },
+      # id); the gateway's own wakes' request records say how each ended; deploys/<endpoint>.json
+      # says a deploy or wake anyone sent is under way (one object per endpoint: no listing of
+      # operations/ or queue/ needed, and none granted); adapter-index/<model>.json names a model's
+      # registered adapters for /v1/models (not adapters/: the gateway needs their names only).
+      { holder = "gateway", member = google_service_account.gateway.member, role = "roles/storage.objectViewer", prefixes = ["teardowns/", "requests/gateway-wake-", "deploys/", "adapter-index/"] },
     ] : "${grant.holder}/${grant.role}" => grant
   }
 

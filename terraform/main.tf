@@ -52,6 +52,10 @@ locals {
     MODELDROP_DELETE_EMPTY_ENDPOINTS   = tostring(var.settings.delete_empty_endpoints)
     MODELDROP_DEAD_LETTER_SUBSCRIPTION = google_pubsub_subscription.dead_letter_answers.name
   }
+  # The gateway reads what the others do, plus how long it holds a request through a wake.
+  gateway_environment = merge(local.function_environment, {
+    MODELDROP_WAKE_TIMEOUT = var.gateway.wake_timeout
+  })
 
   project_number = data.google_project.this.number
   # Google-managed service agents that act for modeldrop's resources. Each is read from the

@@ -202,7 +202,7 @@ variable "functions_source_dir" {
 }
 
 variable "gateway" {
-  description = "The gateway function (the front door that wakes torn-down deployments and holds requests meanwhile): who may call it (IAM members given roles/run.invoker on its service, e.g. user:a@example.com or serviceAccount:...), and its sizing. timeout_s bounds one request, held through a wake: gen2 HTTP functions allow up to 3600 s."
+  description = "The gateway function (the front door that wakes torn-down deployments and holds requests meanwhile): who may call it (IAM members given roles/run.invoker on its service, e.g. user:a@example.com or serviceAccount:...), its sizing, and wake_timeout: how long a request is held while its endpoint wakes or deploys before it is answered 503 with Retry-After (MODELDROP_WAKE_TIMEOUT; seconds or 90s, 30m, 1h; 20m by default: Vertex deploys take 15-60 min). timeout_s bounds one request, held through a wake: gen2 HTTP functions allow up to 3600 s, and wake_timeout must stay under it so the 503 is sent before the platform cuts the request."
   type = object({
     invokers      = optional(list(string), [])
     memory        = optional(string, "512Mi")
@@ -210,6 +210,7 @@ variable "gateway" {
     timeout_s     = optional(number, 3600)
     max_instances = optional(number, 10)
     concurrency   = optional(number, 80)
+    wake_timeout  = optional(string, "20m")
   })
   default = {}
 
@@ -225,5 +226,15 @@ variable "gateway" {
       (var.gateway.concurrency == 1 || try(tonumber(var.gateway.cpu), 0) >= 1)
     )
     error_message = "gateway needs 60 <= timeout_s <= 3600 (the gen2 HTTP limit), max_instances >= 1, 1 <= concurrency <= 1000 (above 1 needs cpu >= 1), memory like 512Mi."
+  }
+
+  validation {
+    condition = can(regex("^[0-9]+[smh]?$", var.gateway.wake_timeout)) && try(
+      tonumber(trimsuffix(trimsuffix(trimsuffix(var.gateway.wake_timeout, "s"), "m"), "h")) *
+      lookup({ s = 1, m = 60, h = 3600 }, substr(var.gateway.wake_timeout, -1, 1), 1) < var.gateway.timeout_s &&
+      tonumber(trimsuffix(trimsuffix(trimsuffix(var.gateway.wake_timeout, "s"), "m"), "h")) > 0,
+      false
+    )
+    error_message = "gateway.wake_timeout is a duration like 90s, 20m or 1h (seconds if bare), above 0 and below gateway.timeout_s (the 503 must be sent before the platform ends the request)."
   }
 }

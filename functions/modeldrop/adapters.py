@@ -16,6 +16,7 @@ from typing import Any
 
 from modeldrop import jsonlimits, labels
 from modeldrop.context import Context
+from modeldrop.errors import ConflictError, TransientError
 from modeldrop.layout import AdapterFolder
 from modeldrop.records import RequestState
 from modeldrop.reporting import once
@@ -33,9 +34,55 @@ PENDING_PREFIX = "adapters."
 _PICKLE = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
+INDEX_PREFIX = "adapter-index/"
+# /v1/models lists at most this many adapters per endpoint (one index read per ready endpoint).
+MAX_LISTED = 256
+_INDEX_TRIES = 5
+
+
 def record_name(model: str, adapter: str) -> str:
     """Where the state bucket holds a validated adapter's record."""
     return f"adapters/{model}/{adapter}.json"
+
+
+def index_name(model: str) -> str:
+    """The names of a model's registered adapters, in one object: read by the gateway's
+    /v1/models, which may read objects it names but not list adapters/."""
+    return f"{INDEX_PREFIX}{model}.json"
+
+
+def index_adapter(ctx: Context, model: str, adapter: str) -> None:
+    """Add `adapter` to its model's index (adapters of one model register under different leases:
+    a generation precondition keeps two registrations from losing each other)."""
+    bucket, name = ctx.settings.state_bucket, index_name(model)
+    for _ in range(_INDEX_TRIES):
+        current = ctx.storage.read(bucket, name)
+        names = _names(current.data) if current is not None else []
+        if adapter in names:
+            return
+        body = json.dumps({"model": model, "adapters": sorted([*names, adapter])}).encode()
+        try:
+            ctx.storage.write(
+                bucket, name, body, if_generation_match=current.generation if current else 0
+            )
+            return
+        except ConflictError:
+            continue
+    raise TransientError(f"the adapter index of {model} kept changing; retried")
+
+
+def indexed(ctx: Context, model: str) -> list[str]:
+    """A model's registered adapters by name, at most MAX_LISTED."""
+    current = ctx.storage.read(ctx.settings.state_bucket, index_name(model))
+    return _names(current.data)[:MAX_LISTED] if current is not None else []
+
+
+def _names(data: bytes) -> list[str]:
+    try:
+        found = json.loads(data).get("adapters", [])
+    except (ValueError, AttributeError):
+        return []
+    return [n for n in found if isinstance(n, str)] if isinstance(found, list) else []
 
 
 def on_adapter(folder: AdapterFolder, ctx: Context, now: datetime) -> Result | None:
@@ -90,6 +137,7 @@ def on_adapter(folder: AdapterFolder, ctx: Context, now: datetime) -> Result | N
             record_name(folder.model, folder.adapter),
             json.dumps(record).encode(),
         )
+        index_adapter(ctx, folder.model, folder.adapter)
         message = f"adapter {folder.adapter} of {folder.model} is served by name on its deployments"
         return once(ctx, now, Result(status=Status.REGISTERED, message=message, **base))
 

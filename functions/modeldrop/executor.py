@@ -26,7 +26,7 @@ from modeldrop.errors import PermanentError, TransientError
 from modeldrop.events import PubSubMessage
 from modeldrop.layout import VersionFolder
 from modeldrop.queue_rules import superseded_by
-from modeldrop.records import RequestRecord, RequestState
+from modeldrop.records import DEPLOY_ACTIONS, RequestRecord, RequestState
 from modeldrop.reporting import finish, once
 from modeldrop.results import Result, Status
 from modeldrop.uploads import register
@@ -138,6 +138,10 @@ def _run(
     command: Command, ctx: Context, now: datetime, record: RequestRecord, base: dict[str, Any]
 ) -> Result:
     """Start the command's work (the caller holds the lease and the endpoint is free)."""
+    if command.action in DEPLOY_ACTIONS:
+        # Before the endpoint is made (an operation of its own): the gateway holds requests from
+        # the moment the deploy is accepted, not from when Vertex is asked to deploy.
+        ctx.state.note_deploy(_endpoint_of(command), command.request_id, command.action, now)
     try:
         result = _dispatch(command, ctx, now, base)
     except PermanentError as error:
@@ -190,6 +194,8 @@ def _enqueue(
             command=command.model_dump(mode="json", exclude_unset=True),
         )
     )
+    if command.action in DEPLOY_ACTIONS:  # held for by the gateway while it waits its turn
+        ctx.state.note_deploy(endpoint, command.request_id, command.action, record.at)
     waits = [f"{', '.join(running)} running"] if running else []
     waits += [f"{len(ahead)} queued before it"] if ahead else []
     queued = Result(

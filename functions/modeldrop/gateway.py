@@ -19,7 +19,7 @@ from typing import Any
 
 from flask import Request, Response
 
-from modeldrop import gateway_http, gateway_rules, gateway_state
+from modeldrop import adapters, gateway_http, gateway_rules, gateway_state
 from modeldrop.context import Context, context
 from modeldrop.errors import ModeldropError
 from modeldrop.gateway_effects import Effects
@@ -33,6 +33,7 @@ _PREDICT = re.compile(
     r"^/v1/(?:projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/)?endpoints/(?P<endpoint>[^/:]+):predict$"
 )
 BACKOFF_CAP_S = 10.0
+ADAPTERS_KEPT_S = 30.0  # how long /v1/models reuses a model's adapter index
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Gateway:
         )
         self._clock, self._sleep = clock, sleep
         self.effects = Effects(ctx, self.observer, clock)
+        self._adapter_names: dict[str, tuple[float, list[str]]] = {}
 
     # Routes -----------------------------------------------------------------------------------
 
@@ -116,22 +118,35 @@ class Gateway:
             raise BadRequest(str(error), 404) from error
 
     def models(self) -> dict[str, Any]:
-        """Every managed endpoint as an OpenAI model, with the state a request would find it in."""
+        """Every managed endpoint as an OpenAI model, with the state a request would find it in,
+        and a ready one's adapters as `<endpoint>:<adapter>` (one index read per ready endpoint's
+        model, kept ADAPTERS_KEPT_S; at most adapters.MAX_LISTED each)."""
         data = []
         for endpoint in self.ctx.vertex.list_managed_endpoints(MANAGED_FILTER):
             seen = self.observer.get(endpoint.id)
             phase = gateway_rules.decide(seen, 0, self.ctx.settings.wake_timeout_s).phase
-            created = endpoint.create_time.timestamp() if endpoint.create_time else 0
-            data.append(
-                {
-                    "id": endpoint.id,
-                    "object": "model",
-                    "created": int(created),
-                    "owned_by": "modeldrop",
-                    "state": Phase.ASLEEP.value if phase is Phase.WAKING else phase.value,
-                }
-            )
+            created = int(endpoint.create_time.timestamp() if endpoint.create_time else 0)
+            entry = {"object": "model", "created": created, "owned_by": "modeldrop"}
+            state = Phase.ASLEEP.value if phase is Phase.WAKING else phase.value
+            data.append({"id": endpoint.id, **entry, "state": state})
+            if phase is Phase.READY and seen.model_label:
+                for name in self._adapters(seen.model_label):
+                    adapter = {"id": f"{endpoint.id}:{name}", **entry, "state": state}
+                    data.append({**adapter, "parent": endpoint.id})
         return {"object": "list", "data": data}
+
+    def _adapters(self, model: str) -> list[str]:
+        kept = self._adapter_names.get(model)
+        now = self._clock()
+        if kept is not None and now - kept[0] < ADAPTERS_KEPT_S:
+            return kept[1]
+        try:
+            names = adapters.indexed(self.ctx, model)
+        except ModeldropError as error:  # the endpoint is still listed; its adapters next time
+            log.warning("adapters of %s not listed: %s", model, error)
+            return []
+        self._adapter_names[model] = (now, names)
+        return names
 
     # Serving one request ----------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from modeldrop import activity, gateway_state
 from modeldrop.context import Context
 from modeldrop.errors import ModeldropError
-from modeldrop.gateway_rules import Observation
+from modeldrop.gateway_rules import Observation, activity_period_s
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class Effects:
         """Count the request as activity: at most one write per endpoint per period, off the
         request's path."""
         now = self._clock()
-        period = self.ctx.settings.gateway_activity_period_s
+        period = activity_period_s(self.ctx.settings.gateway_activity_period_s, seen.idle_ttl_s)
         with self._touch_lock:
             last = self._touched.get(endpoint)
             if last is not None and now - last < period:

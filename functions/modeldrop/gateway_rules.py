@@ -27,7 +27,8 @@ class Phase(StrEnum):
 
     READY = "ready"  # a deployment with traffic: requests are proxied
     ASLEEP = "asleep"  # torn down by the sweep, no wake sent yet for this sleep
-    WAKING = "waking"  # a wake for this sleep is published or under way
+    WAKING = "waking"  # a wake for this sleep is published or under way (the gateway's or anyone's)
+    DEPLOYING = "deploying"  # a deploy someone sent is queued or under way on it
     SCALING_UP = "scaling_up"  # Vertex's scale-to-zero is starting a replica (it answered 429)
     WAKE_FAILED = "wake_failed"  # the wake for this sleep ended without a deployment
     EMPTY = "empty"  # the endpoint exists, serves nothing and nothing was torn down
@@ -64,6 +65,18 @@ class WakeNote:
 
 
 @dataclass(frozen=True)
+class DeployNote:
+    """The latest deploy or wake started or queued on the endpoint (deploys/<endpoint>.json), by
+    anyone: a user's `modeldrop deploy` or `wake`, a deploy policy, a gateway's wake."""
+
+    request_id: str
+    action: str
+    at: datetime
+    outcome: str | None = None  # its terminal status once reported
+    message: str = ""
+
+
+@dataclass(frozen=True)
 class Observation:
     """What the gateway knows of one endpoint at one moment."""
 
@@ -73,6 +86,8 @@ class Observation:
     model_label: str | None = None
     teardown_at: datetime | None = None  # the sweep's teardown record, if there is one
     wake: WakeNote | None = None
+    deploy: DeployNote | None = None
+    idle_ttl_s: int | None = None  # the endpoint's idle TTL label (0: never torn down for idleness)
 
     @property
     def served_model(self) -> str:
@@ -103,8 +118,23 @@ def decide(seen: Observation, waited_s: float, timeout_s: float) -> Decision:
     name = seen.endpoint
     if seen.serving:
         return Decision(Action.PROXY, Phase.READY)
+    deploy = _current(seen.deploy, seen.teardown_at)
+    if deploy is not None and deploy.outcome is None:
+        # Someone's deploy or wake is under way (or queued): held like a wake of our own, and no
+        # wake of ours on top of it (it would queue behind and find nothing left to wake).
+        phase = Phase.WAKING if deploy.action == "wake" else Phase.DEPLOYING
+        if waited_s >= timeout_s:
+            return _give_up(name, phase, timeout_s)
+        reason = f"{deploy.action} {deploy.request_id} of {name} is under way"
+        return Decision(Action.HOLD, phase, reason, deploy.request_id)
     if not seen.exists and seen.teardown_at is None:
         return Decision(Action.NOT_FOUND, Phase.UNKNOWN, f"no endpoint named {name!r}")
+    if deploy is not None and deploy.outcome not in _WOKEN and waited_s > 0:
+        # This request was held for that deploy (it was under way at an earlier look).
+        reason = f"the {deploy.action} {deploy.request_id} of {name} ended {deploy.outcome}"
+        return Decision(
+            Action.FAILED, Phase.WAKE_FAILED, f"{reason}: {deploy.message}".rstrip(": ")
+        )
     wanted = wake_request_id(name, seen.teardown_at) if seen.teardown_at else None
     note = seen.wake
     if note is not None and note.outcome is not None and note.outcome not in _WOKEN:
@@ -126,11 +156,23 @@ def decide(seen: Observation, waited_s: float, timeout_s: float) -> Decision:
         if waited_s >= timeout_s:
             return _give_up(name, Phase.WAKING, timeout_s)
         return Decision(Action.HOLD, Phase.WAKING, f"waking {name}", note.request_id)
+    last = ""
+    if deploy is not None and deploy.outcome not in _WOKEN:
+        last = f" (its last {deploy.action}, {deploy.request_id}, ended {deploy.outcome})"
     return Decision(
         Action.CONFLICT,
         Phase.EMPTY,
-        f"endpoint {name} serves nothing and nothing was torn down to wake: send a deploy command",
+        f"endpoint {name} serves nothing, nothing was torn down to wake and nothing is being "
+        f"deployed{last}: send a deploy command",
     )
+
+
+def _current(deploy: DeployNote | None, teardown_at: datetime | None) -> DeployNote | None:
+    """The deploy note, unless the sweep tore the endpoint down after it started: the sweep acts
+    on an endpoint only when no operation runs on it, so such a note is an old one."""
+    if deploy is None or (teardown_at is not None and deploy.at < teardown_at):
+        return None
+    return deploy
 
 
 def _give_up(name: str, phase: Phase, timeout_s: float) -> Decision:
@@ -167,6 +209,22 @@ def target(model: object) -> Target:
     if colon and not _ADAPTER.fullmatch(adapter):
         raise ValueError(f'"model": {adapter!r} is not an adapter name')
     return Target(endpoint, adapter if colon else None)
+
+
+# The gateway's activity records come at most once per period: a period at most this share of the
+# endpoint's idle TTL leaves the sweep three more records' worth of slack before it could judge an
+# endpoint idle that the gateway keeps busy (a write late or lost, the sweep's own tick).
+ACTIVITY_SHARE_OF_TTL = 0.25
+MIN_ACTIVITY_PERIOD_S = 1.0
+
+
+def activity_period_s(configured_s: float, idle_ttl_s: int | None) -> float:
+    """How often the gateway writes an endpoint's activity record: the configured period, shortened
+    to a quarter of the endpoint's idle TTL (a 20 s TTL under the 60 s default would otherwise see
+    gateway-only traffic as idle), never below a second."""
+    if not idle_ttl_s:
+        return configured_s
+    return max(MIN_ACTIVITY_PERIOD_S, min(configured_s, idle_ttl_s * ACTIVITY_SHARE_OF_TTL))
 
 
 def retry_after_s(timeout_s: float) -> int:

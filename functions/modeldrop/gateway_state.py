@@ -19,8 +19,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from modeldrop import labels
 from modeldrop.context import Context
-from modeldrop.gateway_rules import Observation, Serving, WakeNote
+from modeldrop.gateway_rules import DeployNote, Observation, Serving, WakeNote
 from modeldrop.labels import MODEL
 from modeldrop.records import RequestState
 
@@ -70,9 +71,10 @@ def observe(ctx: Context, endpoint: str) -> Observation:
     """A fresh look: Vertex first; the bucket only when the endpoint serves nothing."""
     found = ctx.vertex.endpoint(endpoint)
     serving: tuple[Serving, ...] = ()
-    label = None
+    label, ttl = None, None
     if found is not None:
         label = found.labels.get(MODEL)
+        ttl = labels.idle_ttl_seconds(found.labels, ctx.settings.default_idle_ttl_s)
         models = {d.id: d.model for d in found.deployments}
         serving = tuple(
             Serving(dm_id, models[dm_id], percent)
@@ -80,7 +82,7 @@ def observe(ctx: Context, endpoint: str) -> Observation:
             if percent > 0 and dm_id in models
         )
     if serving:
-        return Observation(endpoint, True, serving, label)
+        return Observation(endpoint, True, serving, label, idle_ttl_s=ttl)
     teardown = ctx.state.teardown(endpoint)
     return Observation(
         endpoint,
@@ -89,7 +91,16 @@ def observe(ctx: Context, endpoint: str) -> Observation:
         label,
         teardown.at if teardown is not None else None,
         read_note(ctx, endpoint),
+        read_deploy(ctx, endpoint),
     )
+
+
+def read_deploy(ctx: Context, endpoint: str) -> DeployNote | None:
+    """The latest deploy or wake anyone started or queued on `endpoint` (state.DeployNote)."""
+    note = ctx.state.deploy_note(endpoint)
+    if note is None:
+        return None
+    return DeployNote(note.request_id, note.action, note.at, note.status, note.message)
 
 
 @dataclass

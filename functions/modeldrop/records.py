@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modeldrop.results import Result
 
+# The actions that bring a deployment up (a deploy note follows them: DeployNote).
+DEPLOY_ACTIONS = ("deploy", "wake")
+
 
 class RequestState(StrEnum):
     STARTED = "started"  # claimed; the operation may or may not have started on Vertex
@@ -73,6 +76,20 @@ class OperationRecord(_Record):
     @property
     def key(self) -> str:
         return f"operations/{self.endpoint}/{self.request_id}.{self.part}.json"
+
+
+class DeployNote(_Record):
+    """The latest deploy or wake started (or queued) on an endpoint, and how it ended once it has
+    (deploys/<endpoint>.json): one object whose name the gateway knows, so it can tell "a deploy is
+    under way" without listing operations/ or queue/ (its grants read objects, never list)."""
+
+    request_id: str
+    action: str
+    at: datetime
+    status: str | None = Field(
+        default=None, description="The request's terminal status once it has one."
+    )
+    message: str = ""
 
 
 class ServingArgs(_Record):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from modeldrop.context import Context
 from modeldrop.errors import ConflictError, ModeldropError, TransientError
-from modeldrop.records import RequestRecord, RequestState
+from modeldrop.records import DEPLOY_ACTIONS, RequestRecord, RequestState
 from modeldrop.results import Result
 
 log = logging.getLogger(__name__)
@@ -108,4 +108,16 @@ def _decide(ctx: Context, record: RequestRecord, result: Result) -> Result | Non
 def _publish(ctx: Context, result: Result, publish: bool = True) -> None:
     if publish:
         ctx.publisher.publish_result(result)
+    _end_deploy_note(ctx, result)
     ctx.state.clear_staged(result.request_id)
+
+
+def _end_deploy_note(ctx: Context, result: Result) -> None:
+    """A deploy or wake that ended is no longer in flight for the gateway (state.DeployNote)."""
+    if result.action not in DEPLOY_ACTIONS or result.endpoint is None:
+        return
+    message = "; ".join([result.message, *result.reasons]).strip("; ")
+    try:
+        ctx.state.end_deploy_note(result.endpoint, result.request_id, result.status.value, message)
+    except ModeldropError as error:  # a hint for the gateway, never a reason to fail the report
+        log.warning("deploy note of %s not ended: %s", result.endpoint, error)

@@ -10,6 +10,11 @@
 - `operations/<endpoint>/<request_id>.<part>.json`: an in-flight Vertex operation the sweep follows,
   written first as an intent (no operation name yet) so a function that dies between starting the
   operation and recording it leaves a trace the sweep repairs from what Vertex reports.
+- `deploys/<endpoint>.json`: the latest deploy or wake accepted or queued on the endpoint, and its
+  terminal status once reported: what the gateway reads to hold requests for a deploy it did not
+  start (it may read objects it names, never list operations/ or queue/).
+- `adapter-index/<model>.json`: the names of a model's registered adapters (adapters.py), for the
+  gateway's /v1/models.
 - `queue/<endpoint>/...`: commands that arrived while their endpoint was busy (command_queue.py).
 - `ready/<endpoint>/<deployed model id>.json`: when the sweep saw the deploy end (its metadata):
   the idle TTL and the deploy grace run from then.
@@ -35,6 +40,8 @@ from pydantic import ValidationError
 from modeldrop.command_queue import CommandQueue
 from modeldrop.errors import ConflictError
 from modeldrop.records import (
+    DEPLOY_ACTIONS,
+    DeployNote,
     Lease,
     OperationRecord,
     RequestRecord,
@@ -46,6 +53,7 @@ from modeldrop.results import Result
 from modeldrop.storage import Storage
 
 LEASE_TTL = timedelta(minutes=10)
+DEPLOYS = "deploys/"
 OUTBOX = "outbox/"
 READY = "ready/"
 SERVING_ARGS = "serving-args/"  # the serving container reads the same names (serving/flags.py)
@@ -209,6 +217,9 @@ class StateStore:
 
     def record_operation(self, record: OperationRecord) -> None:
         self._storage.write(self._bucket, record.key, record.model_dump_json().encode())
+        if record.action in DEPLOY_ACTIONS and record.operation is None and not record.deferred:
+            # A step about to start (its intent): once per step, not again with its operation name.
+            self.note_deploy(record.endpoint, record.request_id, record.action, record.started_at)
 
     def operations(self, endpoint: str | None = None) -> list[OperationRecord]:
         """Every recorded operation (or intent), or those on one endpoint."""
@@ -231,6 +242,49 @@ class StateStore:
 
     def forget_operation(self, record: OperationRecord) -> None:
         self._storage.delete(self._bucket, record.key)
+
+    # The gateway's view of deploys in flight -------------------------------------------------
+
+    def note_deploy(self, endpoint: str, request_id: str, action: str, at: datetime) -> None:
+        """A deploy or wake starts (or is queued) on `endpoint`: it is in flight until reported."""
+        note = DeployNote(request_id=request_id, action=action, at=at)
+        self._storage.write(
+            self._bucket, f"{DEPLOYS}{endpoint}.json", note.model_dump_json().encode()
+        )
+
+    def deploy_note(self, endpoint: str) -> DeployNote | None:
+        current = self._storage.read(self._bucket, f"{DEPLOYS}{endpoint}.json")
+        if current is None:
+            return None
+        try:
+            return DeployNote.model_validate_json(current.data)
+        except ValidationError:
+            log.error("gs://%s/%s%s.json is not a deploy note", self._bucket, DEPLOYS, endpoint)
+            return None
+
+    def end_deploy_note(self, endpoint: str, request_id: str, status: str, message: str) -> None:
+        """The request's terminal status on its endpoint's note, if the note is still its own (a
+        newer deploy's note is left alone; a lost race with one leaves that one too)."""
+        name = f"{DEPLOYS}{endpoint}.json"
+        current = self._storage.read(self._bucket, name)
+        if current is None:
+            return
+        try:
+            note = DeployNote.model_validate_json(current.data)
+        except ValidationError:
+            return
+        if note.request_id != request_id or note.status is not None:
+            return
+        ended = note.model_copy(update={"status": status, "message": message[:1000]})
+        try:
+            self._storage.write(
+                self._bucket,
+                name,
+                ended.model_dump_json().encode(),
+                if_generation_match=current.generation,
+            )
+        except ConflictError:
+            pass
 
     # Deploys ended ----------------------------------------------------------------------------
 

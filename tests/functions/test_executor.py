@@ -81,6 +81,21 @@ def test_a_deploy_starts_returns_and_the_sweep_reports_ready(vertex_url: str) ->
     assert len(terminal) == 1
 
 
+def test_a_deploy_is_noted_in_flight_for_the_gateway_until_the_sweep_reports_it(
+    vertex_url: str,
+) -> None:
+    """deploys/<endpoint>.json names the deploy while it runs and takes its terminal status."""
+    world = make_world(vertex_url)
+    registered(world, "noted")
+    command = deploy("noted")
+    on_message(message(command), world.ctx, datetime.now(UTC))
+    note = world.ctx.state.deploy_note("noted")
+    assert note is not None and (note.request_id, note.status) == (command["request_id"], None)
+    assert sweep_until(world, command["request_id"]).status is Status.READY
+    ended = world.ctx.state.deploy_note("noted")
+    assert ended is not None and ended.status == "ready"
+
+
 def test_a_deployments_serving_args_are_recorded_before_it_deploys_and_go_when_undeployed(
     vertex_url: str,
 ) -> None:

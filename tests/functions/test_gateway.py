@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -182,3 +183,59 @@ def test_proxied_requests_count_as_activity_at_most_once_per_period() -> None:
         "1",
         0,
     )
+
+
+def test_an_endpoint_with_a_short_idle_ttl_gets_its_activity_records_more_often() -> None:
+    """TTL 8 s under the 60 s default period: requests 3 s apart (the test clock) write a record
+    at least every 2 s of that clock, so gateway-only traffic never looks idle to the sweep."""
+    import time
+
+    short = Observation("ep", True, (Serving("1", "m", 100),), idle_ttl_s=8)
+    gw, _ = gateway(lambda e: short, Prediction((200, b"{}")))
+    assert gw.ctx.settings.gateway_activity_period_s == 60
+    for _ in range(4):  # each request reads the test clock several times: >= 2 s apart
+        list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    storage = cast(Storage, gw.ctx.storage)
+    long = replace(short, idle_ttl_s=1800)
+    gw_long, _ = gateway(lambda e: long, Prediction((200, b"{}")))
+    for _ in range(4):
+        list(gw_long.events("ep", "rawPredict", lambda seen: b"{}"))
+    time.sleep(0.2)
+    assert len(storage.names) >= 3, storage.names
+    assert len(cast(Storage, gw_long.ctx.storage).names) == 1  # the 60 s period holds
+
+
+def test_models_lists_each_endpoint_and_a_ready_ones_adapters() -> None:
+    """A ready endpoint with two indexed adapters and a sleeping one: three models, the adapters
+    as <endpoint>:<adapter>; the sleeping endpoint's adapters are not read."""
+    import json
+
+    from modeldrop.adapters import index_name
+
+    asleep = Observation("cold", True, model_label="m", teardown_at=T0)
+    ready = Observation("ep", True, (Serving("1", "m", 100),), model_label="m")
+    looks = {"ep": ready, "cold": asleep}
+    gw, _ = gateway(lambda e: looks[e], Prediction((200, b"{}")))
+    reads: list[str] = []
+
+    def read(bucket: str, name: str) -> Any:
+        reads.append(name)
+        return SimpleNamespace(data=json.dumps({"adapters": ["chat", "sql"]}).encode())
+
+    endpoints = [
+        SimpleNamespace(id="ep", create_time=None),
+        SimpleNamespace(id="cold", create_time=None),
+    ]
+    ctx = cast(Any, gw.ctx)
+    ctx.storage.read = read
+    ctx.vertex = SimpleNamespace(list_managed_endpoints=lambda _: endpoints)
+    data = gw.models()["data"]
+    assert [(m["id"], m["state"]) for m in data] == [
+        ("ep", "ready"),
+        ("ep:chat", "ready"),
+        ("ep:sql", "ready"),
+        ("cold", "asleep"),
+    ]
+    assert data[1]["parent"] == "ep"
+    gw.models()
+    assert reads == [index_name("m")]  # kept between listings

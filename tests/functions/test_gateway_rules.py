@@ -9,10 +9,12 @@ import pytest
 
 from modeldrop.gateway_rules import (
     Action,
+    DeployNote,
     Observation,
     Phase,
     Serving,
     WakeNote,
+    activity_period_s,
     backoff_s,
     decide,
     is_scale_up,
@@ -151,3 +153,60 @@ def test_a_model_that_names_no_endpoint_is_refused(model: object) -> None:
     """Anything else is a ValueError saying what is wrong."""
     with pytest.raises(ValueError, match="model"):
         target(model)
+
+
+def test_a_deploy_someone_else_started_is_held_not_refused() -> None:
+    """A user's deploy in flight on an endpoint serving nothing: hold (deploying), no wake, no 409."""
+    decision = decide(seen(deploy=DeployNote("r-1", "deploy", T0)), 0, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.HOLD, Phase.DEPLOYING)
+    assert decision.wake_request_id == "r-1"
+
+
+def test_a_users_wake_in_flight_on_a_sleeping_endpoint_is_held_without_a_wake_of_our_own() -> None:
+    """`modeldrop wake` sent after the teardown: waking, and the gateway publishes nothing."""
+    note = DeployNote("r-2", "wake", T0 + timedelta(minutes=1))
+    decision = decide(seen(teardown_at=T0, deploy=note), 0, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.HOLD, Phase.WAKING)
+
+
+def test_a_deploy_note_older_than_the_teardown_is_ignored() -> None:
+    """The sweep tears down only when nothing runs: an older note's deploy is over, so wake."""
+    note = DeployNote("r-3", "deploy", T0 - timedelta(hours=1))
+    assert decide(seen(teardown_at=T0, deploy=note), 0, TIMEOUT).action is Action.WAKE
+
+
+def test_a_deploy_in_flight_on_an_endpoint_not_created_yet_is_held() -> None:
+    """The note comes before Vertex shows the endpoint: held, not 404."""
+    decision = decide(seen(exists=False, deploy=DeployNote("r-4", "deploy", T0)), 0, TIMEOUT)
+    assert decision.action is Action.HOLD
+
+
+def test_a_held_request_whose_deploy_failed_is_502_with_vertexs_reason() -> None:
+    """Held for a deploy that ended failed: 502 with the reason; a fresh request gets 409 saying so."""
+    note = DeployNote("r-5", "deploy", T0, "failed", "quota exceeded")
+    held = decide(seen(deploy=note), 30, TIMEOUT)
+    assert (held.action, held.phase) == (Action.FAILED, Phase.WAKE_FAILED)
+    assert "quota exceeded" in held.reason
+    fresh = decide(seen(deploy=note), 0, TIMEOUT)
+    assert fresh.action is Action.CONFLICT and "r-5" in fresh.reason
+
+
+def test_a_deploy_that_ended_ready_changes_nothing_once_nothing_serves() -> None:
+    """Deployed then undeployed by hand: nothing in flight, nothing torn down: 409."""
+    note = DeployNote("r-6", "deploy", T0, "ready")
+    assert decide(seen(deploy=note), 30, TIMEOUT).action is Action.CONFLICT
+
+
+def test_a_deploy_in_flight_past_the_deadline_is_given_up() -> None:
+    """Held past the wake timeout on someone's deploy: 503 naming the state."""
+    decision = decide(seen(deploy=DeployNote("r-7", "deploy", T0)), TIMEOUT, TIMEOUT)
+    assert (decision.action, decision.phase) == (Action.GIVE_UP, Phase.DEPLOYING)
+
+
+def test_the_activity_period_is_at_most_a_quarter_of_the_endpoints_idle_ttl() -> None:
+    """A 20 s TTL under the 60 s default: a record every 5 s; long TTLs keep the period; never
+    under a second; a TTL of 0 (never idle) or unknown keeps it."""
+    assert activity_period_s(60, 20) == 5
+    assert activity_period_s(60, 1800) == 60
+    assert activity_period_s(60, 2) == 1
+    assert activity_period_s(60, 0) == 60 and activity_period_s(60, None) == 60

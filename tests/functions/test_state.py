@@ -85,3 +85,25 @@ def test_operations_are_listed_per_endpoint_and_forgotten(gcs_host: str) -> None
     assert len(store.operations()) == 2
     store.forget_operation(first)
     assert [r.request_id for r in store.operations()] == ["r2"]
+
+
+def test_a_deploy_step_notes_its_endpoint_and_only_its_own_end_closes_the_note(
+    gcs_host: str,
+) -> None:
+    """Starting a deploy writes deploys/<endpoint>.json; a newer deploy's note is not closed by an
+    older request's end; its own end records its status and reason."""
+    store = make_store(gcs_host)
+    intent = OperationRecord(request_id="r1", action="deploy", endpoint="a", started_at=NOW)
+    store.record_operation(intent)
+    store.record_operation(intent.model_copy(update={"operation": "op/1"}))
+    note = store.deploy_note("a")
+    assert note is not None and (note.request_id, note.status) == ("r1", None)
+    store.note_deploy("a", "r2", "wake", NOW)
+    store.end_deploy_note("a", "r1", "ready", "")
+    assert store.deploy_note("a").status is None  # type: ignore[union-attr]
+    store.end_deploy_note("a", "r2", "failed", "no capacity")
+    ended = store.deploy_note("a")
+    assert ended is not None and (ended.status, ended.message) == ("failed", "no capacity")
+    undeploy = OperationRecord(request_id="r3", action="undeploy", endpoint="b", started_at=NOW)
+    store.record_operation(undeploy)
+    assert store.deploy_note("b") is None

@@ -15,7 +15,7 @@ from functions.world import CONFIG, World, make_world, sound_files
 from support.builders import make_safetensors
 from support.names import PROJECT
 
-from modeldrop.adapters import record_name
+from modeldrop.adapters import indexed, record_name
 from modeldrop.events import StorageObject
 from modeldrop.layout import MANIFEST_NAME, UPLOAD_METADATA_KEY
 from modeldrop.results import Result, Status
@@ -239,6 +239,9 @@ def test_an_adapter_is_validated_and_recorded_for_serving(vertex_url: str) -> No
         "adapter_config.json",
         "adapter_model.safetensors",
     }
+    assert indexed(world.ctx, "base") == ["sql"]  # what the gateway's /v1/models lists
+    only(copy(world, "models/base/adapters/chat/", adapter_files()))
+    assert indexed(world.ctx, "base") == ["chat", "sql"]
 
 
 @pytest.mark.parametrize(
@@ -260,6 +263,7 @@ def test_a_bad_adapter_is_rejected_and_never_recorded(
     result = only(copy(world, "models/base/adapters/bad/", files))
     assert result.status is Status.REJECTED and expected in " ".join(result.reasons)
     assert world.ctx.storage.read(world.settings.state_bucket, record_name("base", "bad")) is None
+    assert indexed(world.ctx, "base") == []
 
 
 def test_an_adapter_without_a_base_model_is_rejected(vertex_url: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from local.bench_gateway import burst, mix
-from local.gateway_rig import CommandTap, Rig, start_rig, stop_rig
+from local.gateway_rig import MODEL, CommandTap, Rig, start_rig, stop_rig
 from local.processes import free_port, start, stop, wait_http
 
 ENDPOINT = "gw-e2e"
@@ -70,6 +71,30 @@ def test_a_ready_endpoint_is_proxied_streams_chunk_by_chunk(rig: Rig) -> None:
     assert {"id": ENDPOINT, "state": "ready"}.items() <= next(
         m for m in models if m["id"] == ENDPOINT
     ).items()
+
+
+def test_requests_during_a_users_own_deploy_are_held_until_it_serves(rig: Rig) -> None:
+    """`modeldrop deploy --no-wait` on a new endpoint (its deploy slowed by 4 s): requests through
+    the gateway meanwhile are held (no 409, no wake of the gateway's own) and answered once it serves."""
+    tap = CommandTap(rig)
+    rig.set_deploy_delay(4.0)
+    try:
+        rig.cli(
+            "deploy", MODEL, "--endpoint", "gw-user", "--accelerator", "none",
+            "--idle-ttl", "30m", "--no-wait",
+        )  # fmt: skip
+        for _ in range(300):  # until on_command has made the endpoint and started the deploy
+            if httpx.get(rig.endpoint_url("gw-user"), timeout=30).status_code == 200:
+                break
+            time.sleep(0.1)
+        assert rig.deployed("gw-user") == []
+        outcomes = asyncio.run(burst(rig.gateway, "gw-user", mix(6, 2), timeout_s=120))
+    finally:
+        rig.set_deploy_delay(0.0)
+    assert [o.error for o in outcomes if not o.answered] == []
+    assert [c for c in tap.drain() if c.get("action") == "wake"] == []
+    streams = [o for o in outcomes if o.kind == "stream"]
+    assert all(o.keepalives >= 1 for o in streams)
 
 
 def test_unknown_empty_and_malformed_requests_are_refused_clearly(rig: Rig) -> None:

@@ -87,10 +87,29 @@ def entry_point(body: dict[str, Any]) -> str:
     return str(body["build_config"][0]["entry_point"])
 
 
+_MERGE = re.compile(r"^\$\{merge\(local\.(?P<base>\w+), \{(?P<extra>[^}]*)\}\)\}$")
+
+
 def environment(body: dict[str, Any]) -> dict[str, Any]:
     value = body["service_config"][0]["environment_variables"]
     if isinstance(value, str):  # a reference to a shared local
         value = local(ref(value).removeprefix("local."))
+    if isinstance(value, str):  # merge(local.shared, {NAME = expression, ...})
+        merged = _MERGE.fullmatch(value)
+        assert merged, value
+        extra = dict(
+            (name.strip(), "${" + expression.strip() + "}")
+            for name, _, expression in (
+                item.partition("=") for item in merged["extra"].split(",") if item.strip()
+            )
+        )
+        value = {**environment_of(merged["base"]), **extra}
+    assert isinstance(value, dict)
+    return value
+
+
+def environment_of(name: str) -> dict[str, Any]:
+    value = local(name)
     assert isinstance(value, dict)
     return value
 
@@ -261,11 +280,16 @@ def state_prefixes() -> dict[str, dict[str, list[str]]]:
 
 
 def test_gateway_account_keeps_only_wakes_and_activity_in_the_state_bucket() -> None:
-    """The gateway may write wakes/ and activity/ of the state bucket and read teardowns/ and its
-    own wakes' request records, and nothing else there."""
+    """The gateway may write wakes/ and activity/ of the state bucket and read teardowns/, its
+    own wakes' request records and the per-endpoint deploy notes, and nothing else there."""
     assert state_prefixes()["gateway"] == {
         "roles/storage.objectUser": ["wakes/", "activity/"],
-        "roles/storage.objectViewer": ["teardowns/", "requests/gateway-wake-"],
+        "roles/storage.objectViewer": [
+            "teardowns/",
+            "requests/gateway-wake-",
+            "deploys/",
+            "adapter-index/",
+        ],
     }
 
 
@@ -561,3 +585,24 @@ def test_the_storage_trigger_waits_for_its_agents_grant_to_propagate() -> None:
     assert int(wait["create_duration"].removesuffix("s")) >= 120
     (body,) = [body for body in functions().values() if entry_point(body) == "on_upload"]
     assert "${time_sleep.storage_agent_grant_propagation}" in body["depends_on"]
+
+
+def test_the_deploy_notes_fall_under_the_gateways_grant() -> None:
+    """The gateway reads the one object per endpoint that says a deploy is under way."""
+    from modeldrop.adapters import index_name
+    from modeldrop.state import DEPLOYS
+
+    readable = state_prefixes()["gateway"]["roles/storage.objectViewer"]
+    assert DEPLOYS in readable
+    assert any(index_name("gemma").startswith(prefix) for prefix in readable)
+
+
+def test_the_gateway_gets_its_wake_timeout_from_var_gateway() -> None:
+    """MODELDROP_WAKE_TIMEOUT is var.gateway.wake_timeout, 20m by default, checked against timeout_s."""
+    (body,) = [body for body in functions().values() if entry_point(body) == "gateway"]
+    assert environment(body)["MODELDROP_WAKE_TIMEOUT"] == "${var.gateway.wake_timeout}"
+    variable = next(block["gateway"] for block in blocks("variable") if "gateway" in block)
+    assert "wake_timeout = optional(string, \"20m\")" in variable["type"]
+    assert any("var.gateway.timeout_s" in str(v["condition"]) and "wake_timeout" in str(
+        v["condition"]) for v in variable["validation"])
+    assert "wake_timeout" in variable["description"]
