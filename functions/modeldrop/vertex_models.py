@@ -97,7 +97,13 @@ class Registry(VertexClient):
         if op.error:
             raise PermanentError(f"Vertex refused the model: {op.error}")
         response = v1.UploadModelResponse(op.details.get("response", {}))
-        model = self._models.get_model(name=f"{response.model}@{response.model_version_id}")
+        name = f"{response.model}@{response.model_version_id}"
+        try:
+            model = self._models.get_model(name=name)
+        except Exception as error:
+            # A 429/500/503 reading the new version back is Vertex's to retry, like any other call:
+            # untranslated it was "unexpected" and the upload waited for the sweep.
+            raise translate(error, f"reading registered version {name}") from error
         return ModelVersion(
             str(response.model).split("@")[0],
             str(response.model_version_id),

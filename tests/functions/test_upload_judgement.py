@@ -208,6 +208,28 @@ def test_a_refusal_from_vertex_itself_ends_rejected_with_its_reason(vertex_url: 
     assert world.ctx.state.request(result.request_id) is not None
 
 
+def test_a_fault_reading_the_new_version_back_is_retried_not_left_to_the_sweep(
+    vertex_url: str,
+) -> None:
+    """Vertex's 429/500 on the GetModel after the upload is a TransientError (redelivered), like
+    every other call's; the redelivery polls the recorded operation and registers once."""
+    from modeldrop.errors import TransientError
+    from modeldrop.layout import VersionFolder
+    from modeldrop.registry import model_spec
+
+    world = make_world(vertex_url)
+    spec = model_spec(VersionFolder("w", "readback", "v1"), world.settings, "d")
+    operation = world.ctx.vertex.register(spec)
+    faults = {"rules": [{"method": "GetModel", "rate": 1.0, "code": 429}]}
+    httpx.put(f"{vertex_url}/emulator/faults", json=faults).raise_for_status()
+    try:
+        with pytest.raises(TransientError, match="reading registered version"):
+            world.ctx.vertex.finish_register(operation)
+    finally:
+        httpx.delete(f"{vertex_url}/emulator/faults")
+    assert world.ctx.vertex.finish_register(operation).version_id == "1"
+
+
 def adapter_files(rank: int = 8, width: int = 64, **config: object) -> dict[str, bytes]:
     settings = {"peft_type": "LORA", "r": rank, "base_model_name_or_path": "tiny", **config}
     tensors = {
