@@ -40,9 +40,12 @@ MAX_LISTED = 256
 _INDEX_TRIES = 5
 
 
+RECORDS_PREFIX = "adapters/"
+
+
 def record_name(model: str, adapter: str) -> str:
     """Where the state bucket holds a validated adapter's record."""
-    return f"adapters/{model}/{adapter}.json"
+    return f"{RECORDS_PREFIX}{model}/{adapter}.json"
 
 
 def index_name(model: str) -> str:
@@ -75,6 +78,41 @@ def indexed(ctx: Context, model: str) -> list[str]:
     """A model's registered adapters by name, at most MAX_LISTED."""
     current = ctx.storage.read(ctx.settings.state_bucket, index_name(model))
     return _names(current.data)[:MAX_LISTED] if current is not None else []
+
+
+def repair_indexes(ctx: Context) -> list[str]:
+    """The sweep's part: make each model's index name exactly its recorded adapters; the models
+    whose index changed. It lists adapters registered before indexes existed, and drops one whose
+    record a person deleted. A write that races a registration is left to the next sweep."""
+    bucket = ctx.settings.state_bucket
+    recorded: dict[str, set[str]] = {}
+    for obj in ctx.storage.list_objects(bucket, RECORDS_PREFIX):
+        model, _, file = obj.name[len(RECORDS_PREFIX) :].partition("/")
+        if file.endswith(".json") and "/" not in file:
+            recorded.setdefault(model, set()).add(file.removesuffix(".json"))
+    indexes = {
+        o.name[len(INDEX_PREFIX) :].removesuffix(".json")
+        for o in ctx.storage.list_objects(bucket, INDEX_PREFIX)
+        if o.name.endswith(".json")
+    }
+    repaired = []
+    for model in sorted(recorded.keys() | indexes):
+        current = ctx.storage.read(bucket, index_name(model))
+        names = sorted(recorded.get(model, set()))
+        if current is not None and _names(current.data) == names:
+            continue
+        body = json.dumps({"model": model, "adapters": names}).encode()
+        try:
+            ctx.storage.write(
+                bucket,
+                index_name(model),
+                body,
+                if_generation_match=current.generation if current else 0,
+            )
+        except ConflictError:
+            continue  # a registration wrote it meanwhile: judged again next sweep
+        repaired.append(model)
+    return repaired
 
 
 def _names(data: bytes) -> list[str]:

@@ -24,6 +24,8 @@ class Summary:
     steps_started: list[str] = field(default_factory=list)  # <request id>.<step> started in turn
     results_published: list[str] = field(default_factory=list)  # from the outbox, after a crash
     uploads_judged: list[str] = field(default_factory=list)  # abandoned or completed folders
+    # models whose adapter index did not name exactly their recorded adapters (adapters.py)
+    adapter_indexes_repaired: list[str] = field(default_factory=list)
     monitoring_queries: int = 0
     # scale-to-zero deployments near Vertex's 30-day auto-undeploy (each also logged at WARNING)
     expiring: list[str] = field(default_factory=list)

@@ -6,7 +6,7 @@ import logging
 import uuid
 from datetime import datetime
 
-from modeldrop import idle_policy, labels, placing, reconcile, steps, teardown
+from modeldrop import adapters, idle_policy, labels, placing, reconcile, steps, teardown
 from modeldrop.context import Context
 from modeldrop.dead_letters import answer_dead_letters
 from modeldrop.errors import ConflictError, PermanentError, TransientError
@@ -105,6 +105,10 @@ def _sweep(ctx: Context, now: datetime, summary: Summary) -> None:
         except Exception as error:
             skip(summary, f"tearing down on {endpoint_id}", error)
     _judge_uploads(ctx, now, summary)
+    try:
+        summary.adapter_indexes_repaired += adapters.repair_indexes(ctx)
+    except Exception as error:
+        skip(summary, "the adapter indexes", error)
 
 
 def _next_step(ctx: Context, now: datetime, report: Report, summary: Summary) -> None:

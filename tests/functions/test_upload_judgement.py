@@ -266,6 +266,31 @@ def test_an_adapter_is_validated_and_recorded_for_serving(vertex_url: str) -> No
     assert indexed(world.ctx, "base") == ["chat", "sql"]
 
 
+def test_the_sweep_makes_each_adapter_index_name_exactly_the_recorded_adapters(
+    vertex_url: str,
+) -> None:
+    """An adapter recorded before indexes existed is listed after the next sweep; one whose record
+    a person deleted is dropped; an index already right is not written again."""
+    from modeldrop.adapters import index_name, repair_indexes
+    from modeldrop.sweeper import sweep
+
+    world = make_world(vertex_url)
+    registered_base(world)
+    only(copy(world, "models/base/adapters/sql/", adapter_files()))
+    bucket = world.settings.state_bucket
+    world.ctx.storage.delete(bucket, index_name("base"))  # as before indexes existed
+    old = world.ctx.storage.read(bucket, record_name("base", "sql"))
+    assert old is not None
+    world.ctx.storage.write(bucket, record_name("other", "chat"), old.data)
+    summary = sweep(world.ctx, datetime.now(UTC))
+    assert summary.adapter_indexes_repaired == ["base", "other"]
+    assert (indexed(world.ctx, "base"), indexed(world.ctx, "other")) == (["sql"], ["chat"])
+    world.ctx.storage.delete(bucket, record_name("other", "chat"))
+    assert repair_indexes(world.ctx) == ["other"]
+    assert indexed(world.ctx, "other") == []
+    assert repair_indexes(world.ctx) == []
+
+
 @pytest.mark.parametrize(
     ("files", "expected"),
     [
