@@ -57,7 +57,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Running
     try:
         spec = {
             "imageUri": IMAGE,
-            "args": ["--model", str(model_dir), "--served-model-name", "tiny"],
+            # Eager: the contract under load, not the kernels (tests/serving/conftest.start_server).
+            "args": ["--model", str(model_dir), "--served-model-name", "tiny", "--enforce-eager"],
         }
         model = {"displayName": "tiny", "containerSpec": spec}
         vertex.call("POST", f"{V1}/models:upload", json={"modelId": "tiny", "model": model})
@@ -129,6 +130,39 @@ async def _load(base: str, predict: str, health: str) -> dict[str, Any]:
             done.set()
             watcher.join(timeout=30)
     return {**statuses, "errors": errors, "elapsed_s": elapsed}
+
+
+def test_the_deployment_serves_tokens_through_the_endpoint(
+    deployed: tuple[Running, dict[str, Any]],
+) -> None:
+    """Through the emulator's endpoint (not the container's port): predict names its deployed
+    model, rawPredict takes an OpenAI body, and the openai client streams a chat."""
+    import openai
+
+    vertex, _ = deployed
+    endpoint = f"{PARENT}/endpoints/tiny"
+    served = vertex.call("GET", f"/v1/{endpoint}")["deployedModels"][0]["id"]
+    answer = vertex.call(
+        "POST",
+        f"/v1/{endpoint}:predict",
+        json={"instances": [{"prompt": "hello"}], "parameters": {"max_tokens": 8}},
+    )
+    assert len(answer["predictions"]) == 1 and answer["predictions"][0]
+    assert answer["deployedModelId"] == served
+    raw = vertex.call(
+        "POST",
+        f"/v1/{endpoint}:rawPredict",
+        json={"prompt": "hello", "max_tokens": 8, "ignore_eos": True},
+    )
+    assert raw["usage"]["completion_tokens"] == 8
+    client = openai.OpenAI(base_url=f"{vertex.url}/v1/{endpoint}", api_key="unused")
+    stream = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=8, stream=True
+    )
+    pieces = [
+        c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content
+    ]
+    assert len(pieces) >= 2
 
 
 def test_load_with_malformed_requests_answers_every_good_one(

@@ -62,10 +62,17 @@ def start_server(
     env: Mapping[str, str] | None = None,
     health_route: str = "/health",
     timeout_s: float = 240.0,
+    compile_model: bool = False,
 ) -> Server:
-    """Start the container's entry point on a free port and wait for health 200, recording 503s."""
+    """Start the container's entry point on a free port and wait for health 200, recording 503s.
+
+    The engine runs eager (`--enforce-eager`) unless `compile_model`: these tests are about the
+    container's HTTP contract, not the kernels, and torch.compile costs ~18 s of the ~45 s a start
+    takes on this CPU. The compile cache's tests, and the demo, compile as a deployment does."""
     port = free_port()
+    eager = [] if compile_model or "--enforce-eager" in args else ["--enforce-eager"]
     argv = [sys.executable, "-m", "serving", "--host", "127.0.0.1", "--port", str(port), *args]
+    argv += eager
     child = start("serving", argv, log_path, env=server_env(env), cwd=REPO)
     server = Server(child, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + timeout_s
