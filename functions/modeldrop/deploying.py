@@ -16,7 +16,7 @@ from modeldrop.errors import PermanentError
 from modeldrop.naming import version_alias
 from modeldrop.records import OperationRecord, ServingArgs
 from modeldrop.registry import LATEST_ALIAS
-from modeldrop.resources import DeploymentSpec, Endpoint, ModelVersion
+from modeldrop.resources import Deployment, DeploymentSpec, Endpoint, ModelVersion
 from modeldrop.results import Result, Status
 
 
@@ -56,6 +56,14 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
                 f"{spec.display_name} already serves on {existing.id} with idle policy {policy}: "
                 "undeploy it first to change the policy"
             )
+        unlike = _unlike_serving(ctx, command, tried, existing.id, serving)
+        if unlike:
+            # Every field is honoured or refused: answering `ready` would drop what was asked.
+            raise PermanentError(
+                f"{spec.display_name} already serves on {existing.id}, not as this deploy asks: "
+                "undeploy it first, or deploy to another endpoint",
+                unlike,
+            )
         managed_endpoint(ctx, command.endpoint_name, wanted, keep)
         return Result(
             status=Status.READY,
@@ -74,6 +82,48 @@ def deploy(command: Deploy, ctx: Context, now: datetime, base: dict[str, Any]) -
     if not clamped:
         return result
     return result.model_copy(update={"message": f"{result.message}; {clamped}"})
+
+
+def _unlike_serving(
+    ctx: Context,
+    command: Deploy,
+    tried: list[dict[str, Any]],
+    endpoint_id: str,
+    serving: Deployment,
+) -> list[str]:
+    """How the deployment already serving differs from what the deploy names explicitly: its
+    machine (none of the placements asked for), its replica counts, its serving args."""
+    asked = command.model_fields_set
+    problems = []
+    running = {
+        "machine_type": serving.machine_type,
+        "accelerator": serving.accelerator_type,
+        "accelerator_count": serving.accelerator_count if serving.accelerator_type else 1,
+    }
+    machine_fields = {"machine_type", "accelerator", "accelerator_count", "placements"}
+    if asked & machine_fields and running not in [
+        {**t, "accelerator_count": t["accelerator_count"] if t["accelerator"] else 1} for t in tried
+    ]:
+        problems.append(
+            f"it runs on {placements.describe(running)}; this deploy asks for "
+            + " or ".join(placements.describe(t) for t in tried)
+        )
+    if asked & {"min_replicas", "max_replicas"}:
+        wanted = (command.min_replicas, command.max_replicas or command.min_replicas)
+        if wanted != (serving.min_replicas, serving.max_replicas):
+            problems.append(
+                f"it runs {serving.min_replicas}-{serving.max_replicas} replicas; this deploy asks "
+                f"for {wanted[0]}-{wanted[1]} (`scale` changes them in place)"
+            )
+    if command.serving_args is not None:
+        remembered = ctx.state.serving_args(endpoint_id, serving.id)
+        current = remembered.args if remembered is not None else []
+        if current != command.serving_args:
+            problems.append(
+                f"it runs with serving args {current or 'none'}; this deploy asks for "
+                f"{command.serving_args} (a container takes its args when it starts)"
+            )
+    return problems
 
 
 def _spec(

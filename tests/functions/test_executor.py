@@ -39,7 +39,7 @@ def registered(world: World, model: str, version: str = "v1") -> None:
 
 def deploy(model: str, **overrides: Any) -> dict[str, Any]:
     """A CPU-only deploy command (the emulator runs the echo image)."""
-    body = make_command("deploy", model=model, machine_type="n1-standard-4", **overrides)
+    body = make_command("deploy", model=model, **{"machine_type": "n1-standard-4", **overrides})
     return {**body, "accelerator": None}
 
 
@@ -113,6 +113,17 @@ def test_a_deployments_serving_args_are_recorded_before_it_deploys_and_go_when_u
     assert record.request_id == command["request_id"] and record.version == "v1"
     assert sweep_until(world, command["request_id"]).status is Status.READY
     assert world.ctx.state.serving_args("args-me", deployed_model_id) is not None
+    # Deployed again: the same ask is `ready` at once; another one is refused, naming the difference.
+    again = on_message(message(deploy("args-me", serving_args=args)), world.ctx, datetime.now(UTC))
+    assert again is not None and again.status is Status.READY, again
+    for overrides, named in (
+        ({"serving_args": ["--max-model-len", "1024"]}, "serving args"),
+        ({"serving_args": args, "machine_type": "n1-standard-8"}, "n1-standard-4 (CPU)"),
+        ({"serving_args": args, "min_replicas": 2}, "`scale`"),
+    ):
+        refused = on_message(message(deploy("args-me", **overrides)), world.ctx, datetime.now(UTC))
+        assert refused is not None and refused.status is Status.FAILED, refused
+        assert "already serves" in refused.message and named in " ".join(refused.reasons)
     undeploy = make_command("undeploy", endpoint="args-me")
     assert on_message(message(undeploy), world.ctx, datetime.now(UTC)) is not None
     assert sweep_until(world, undeploy["request_id"]).status is Status.SUCCEEDED
