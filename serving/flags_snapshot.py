@@ -48,6 +48,35 @@ def _choices(action: argparse.Action) -> list[str] | None:
     return [str(c) for c in choices]
 
 
+def _value(action: argparse.Action) -> dict[str, Any]:
+    """The value's type where the control plane can check it with the very function vLLM's parser
+    calls (int, float, json.loads), seen through vLLM's parse_type / optional_type wrappers; the
+    rest (human-readable sizes, dataclasses, lambdas) is left to the container's own parser."""
+    parse, none_ok = action.type, False
+    for _ in range(3):
+        name = getattr(parse, "__qualname__", "")
+        cells = {
+            var: cell.cell_contents
+            for var, cell in zip(
+                getattr(getattr(parse, "__code__", None), "co_freevars", ()),
+                getattr(parse, "__closure__", None) or (),
+                strict=False,
+            )
+        }
+        if name.endswith(
+            ("optional_type.<locals>._optional_type", "parse_type.<locals>._parse_type")
+        ):
+            none_ok = none_ok or name.startswith("optional_type")
+            parse = cells.get("return_type")
+            continue
+        break
+    kinds = {int: "int", float: "float", json.loads: "json"}
+    kind = kinds.get(parse) if action.nargs in (None, 1) else None  # type: ignore[call-overload]
+    if kind is None:
+        return {}
+    return {"value": kind, "none_ok": True} if none_ok else {"value": kind}
+
+
 def snapshot() -> dict[str, Any]:
     """Every option string of `flags.parser()`: its destination, what it takes, and its choices."""
     from vllm import __version__
@@ -60,6 +89,7 @@ def snapshot() -> dict[str, Any]:
         choices = _choices(action)
         if choices is not None:
             entry["choices"] = choices
+        entry.update(_value(action))
         for option in action.option_strings:
             options[option] = entry
     return {

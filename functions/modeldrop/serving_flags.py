@@ -4,8 +4,9 @@
 has them, written by `make serving-flags`; a serving test fails when it no longer matches the
 installed vLLM. The words are read as vLLM's parser reads them: `--flag value`, `--flag=value`,
 underscores for dashes, dotted keys into a JSON option (`--compilation-config.mode=3`) and `-O3`.
-What the snapshot can't tell (a value's type, vLLM's checks across options) the container's own
-parser checks at start.
+A value whose type vLLM parses with int, float or json.loads is parsed here the same way; what the
+snapshot can't tell (human-readable sizes, vLLM's checks across options) the container's own parser
+checks at start.
 """
 
 from __future__ import annotations
@@ -45,6 +46,22 @@ def snapshot() -> Flags:
         owned=frozenset(data["deployment_owned"]),
         unsupported=dict(data["unsupported"]),
     )
+
+
+# A value's type as vLLM's parser checks it, with the same function (serving/flags_snapshot.py).
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "json": json.loads}
+_KINDS = {"int": "an integer", "float": "a number", "json": "a JSON value"}
+
+
+def _parses(option: dict[str, Any], value: str) -> bool:
+    kind = option.get("value")
+    if kind not in _PARSERS or (option.get("none_ok") and value in ("", "None")):
+        return True
+    try:
+        _PARSERS[kind](value)
+    except ValueError:  # json.JSONDecodeError is one
+        return False
+    return True
 
 
 def _is_flag(word: str) -> bool:
@@ -124,6 +141,8 @@ def problems(args: Sequence[str], flags: Flags | None = None) -> list[str]:
             choices = option.get("choices")
             if value is not None and choices and not dotted and value not in choices:
                 found.append(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+            elif value is not None and not dotted and not _parses(option, value):
+                found.append(f"{name} takes {_KINDS[option['value']]} (got {value!r})")
             previous = f"{name}, which takes one value" if takes in ("one", "optional") else None
         if dest in flags.owned:
             found.append(f"{name} is set by the model's registration; a deployment can't change it")

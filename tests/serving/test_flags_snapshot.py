@@ -34,6 +34,13 @@ def test_the_snapshot_matches_the_installed_vllm() -> None:
         ["--trust-remote-code"],
         ["--headless"],
         ["stray"],
+        ["--max-num-seqs", "abc"],
+        ["--max-num-seqs", "8", "--gpu-memory-utilization=0.85"],
+        ["--gpu-memory-utilization", "0.x"],
+        ["--seed", "None"],
+        ["--max-model-len", "4k"],
+        ["--default-chat-template-kwargs", "{bad"],
+        ["--default-chat-template-kwargs", '{"enable_thinking": false}'],
     ],
 )
 def test_the_control_plane_refuses_what_the_container_would(args: list[str]) -> None:
