@@ -135,11 +135,12 @@ def torn_down_watch(data_dir: Path, endpoint: str) -> Iterator[Any]:
 def steady_chat(data_dir: Path, endpoint: str, seconds: float) -> int:
     """Streamed chats back to back for `seconds` through the endpoint's OpenAI route; how many."""
     from modeldrop.cli.profile import resolve
-    from modeldrop.cli.serve import openai_client, served_model
+    from modeldrop.cli.serve import lookup, openai_client, served_model
 
     profile = resolve("local", {}, local_dir=data_dir)
-    client = openai_client(profile, endpoint)
-    model = served_model(profile, endpoint)
+    found = lookup(profile, endpoint)
+    client = openai_client(profile, endpoint, found=found)
+    model = served_model(profile, endpoint, found)
     deadline, count = time.monotonic() + seconds, 0
     while time.monotonic() < deadline:
         stream = client.chat.completions.create(
@@ -157,11 +158,14 @@ def steady_chat(data_dir: Path, endpoint: str, seconds: float) -> int:
 def completion(data_dir: Path, endpoint: str) -> str:
     """A plain completion with the official `openai` client against the endpoint's OpenAI route."""
     from modeldrop.cli.profile import resolve
-    from modeldrop.cli.serve import openai_client, served_model
+    from modeldrop.cli.serve import lookup, openai_client, served_model
 
     profile = resolve("local", {}, local_dir=data_dir)
-    answer = openai_client(profile, endpoint).completions.create(
-        model=served_model(profile, endpoint), prompt="The model weights bucket", max_tokens=24
+    found = lookup(profile, endpoint)
+    answer = openai_client(profile, endpoint, found=found).completions.create(
+        model=served_model(profile, endpoint, found),
+        prompt="The model weights bucket",
+        max_tokens=24,
     )
     text = str(answer.choices[0].text)
     print(

@@ -179,9 +179,16 @@ class Gateway:
         started = self._clock()
         refusals = 0  # scale-to-zero's 429s so far
         rechecked = False
+        relooked = False  # for a dedicated endpoint's DNS
         while True:
             waited = self._clock() - started
             seen = self.observer.get(endpoint)
+            if seen.awaiting_dns and not relooked:
+                # Vertex may fill dedicated_endpoint_dns only after creating the endpoint (the
+                # SDK re-reads it): look again before holding; never send to the shared host,
+                # which refuses it. Concurrent requests share the look (Observer single flight).
+                relooked = True
+                seen = self.observer.fresh(endpoint)
             decision = gateway_rules.decide(seen, waited, s.wake_timeout_s)
             if decision.action is Action.PROXY:
                 answer = self._send(endpoint, seen, verb, body(seen))
@@ -243,7 +250,8 @@ class Gateway:
         """Vertex's answer; None when scale-to-zero refused it (Vertex scales up by itself)."""
         self.effects.touch(endpoint, seen)
         try:
-            answer = self.prediction.call(endpoint, verb, body)
+            # A dedicated endpoint's host comes from the cached observation: no Vertex call here.
+            answer = self.prediction.call(endpoint, verb, body, seen.dedicated_dns)
         except ModeldropError as error:
             log.warning("%s on %s did not reach Vertex: %s", verb, endpoint, error)
             self.observer.forget(endpoint)

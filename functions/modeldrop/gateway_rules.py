@@ -88,6 +88,19 @@ class Observation:
     wake: WakeNote | None = None
     deploy: DeployNote | None = None
     idle_ttl_s: int | None = None  # the endpoint's idle TTL label (0: never torn down for idleness)
+    dedicated: bool = False  # Endpoint.dedicated_endpoint_enabled: served on its own DNS only
+    dedicated_dns: str = ""  # Endpoint.dedicated_endpoint_dns, "" until Vertex publishes it
+
+    @property
+    def awaiting_dns(self) -> bool:
+        """Dedicated, but Vertex has not published its DNS yet: the shared host would refuse the
+        request (docs/vertex-fidelity.md row 82), and there is nowhere else to send it."""
+        return self.dedicated and not self.dedicated_dns
+
+    @property
+    def routable(self) -> bool:
+        """A request can be proxied now: a deployment takes traffic and its host is known."""
+        return bool(self.serving) and not self.awaiting_dns
 
     @property
     def served_model(self) -> str:
@@ -116,6 +129,12 @@ def wake_request_id(endpoint: str, teardown_at: datetime) -> str:
 def decide(seen: Observation, waited_s: float, timeout_s: float) -> Decision:
     """What a request for `seen.endpoint` does after waiting `waited_s` (0 when it arrives)."""
     name = seen.endpoint
+    if seen.serving and seen.awaiting_dns:
+        # Transient (the SDK re-reads an endpoint whose DNS is empty): held like a deploy.
+        if waited_s >= timeout_s:
+            return _give_up(name, Phase.DEPLOYING, timeout_s)
+        reason = f"Vertex has not published the dedicated DNS of {name} yet"
+        return Decision(Action.HOLD, Phase.DEPLOYING, reason)
     if seen.serving:
         return Decision(Action.PROXY, Phase.READY)
     deploy = _current(seen.deploy, seen.teardown_at)

@@ -4,7 +4,8 @@ per process, and the wake notes it writes (`wakes/<endpoint>.json`).
 Every held request looks at its endpoint again and again: the observation is shared by all of them
 (one fetch at a time per endpoint, kept `poll_s`), so 200 held requests cost one look per poll. A
 ready endpoint's observation is served stale while one background fetch refreshes it: the proxied
-path reads no bucket and calls no Vertex API beyond the prediction itself.
+path reads no bucket and calls no Vertex API beyond the prediction itself: a dedicated endpoint's
+DNS rides in the observation.
 """
 
 from __future__ import annotations
@@ -70,19 +71,26 @@ def write_note(ctx: Context, endpoint: str, request_id: str, now: datetime) -> N
 def observe(ctx: Context, endpoint: str) -> Observation:
     """A fresh look: Vertex first; the bucket only when the endpoint serves nothing."""
     found = ctx.vertex.endpoint(endpoint)
-    serving: tuple[Serving, ...] = ()
-    label, ttl = None, None
+    label = None
     if found is not None:
         label = found.labels.get(MODEL)
         ttl = labels.idle_ttl_seconds(found.labels, ctx.settings.default_idle_ttl_s)
         models = {d.id: d.model for d in found.deployments}
-        serving = tuple(
+        serving: tuple[Serving, ...] = tuple(
             Serving(dm_id, models[dm_id], percent)
             for dm_id, percent in sorted(found.traffic_split.items())
             if percent > 0 and dm_id in models
         )
-    if serving:
-        return Observation(endpoint, True, serving, label, idle_ttl_s=ttl)
+        if serving:
+            return Observation(
+                endpoint,
+                True,
+                serving,
+                label,
+                idle_ttl_s=ttl,
+                dedicated=found.dedicated,
+                dedicated_dns=found.dedicated_dns,
+            )
     teardown = ctx.state.teardown(endpoint)
     return Observation(
         endpoint,
@@ -128,12 +136,13 @@ class Observer:
 
     def get(self, endpoint: str) -> Observation:
         """The endpoint as last seen, no older than `poll_s` unless it is ready (then refreshed
-        in the background after READY_REFRESH_S)."""
+        in the background after READY_REFRESH_S). Ready means routable: a dedicated endpoint
+        whose DNS is not published yet is looked at again like one that is not serving."""
         entry = self._entries.get(endpoint)
         now = self._clock()
         if entry is not None:
             age = now - entry.at
-            if entry.seen.serving:
+            if entry.seen.routable:
                 if age > READY_REFRESH_S and not entry.refreshing:
                     entry.refreshing = True
                     threading.Thread(

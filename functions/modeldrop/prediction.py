@@ -3,8 +3,9 @@
 The GAPIC PredictionServiceClient is not used: its REST transport reads a server stream as a JSON
 array of HttpBody messages, while streamRawPredict answers the container's own server-sent events,
 which the gateway passes through chunk by chunk. The request goes where the CLI sends it
-(`{api}/v1/projects/P/locations/R/endpoints/E:method`), with the same credentials as the other
-adapters (application default credentials; none against the local emulator).
+(`{api}/v1/projects/P/locations/R/endpoints/E:method`, or a dedicated endpoint's own host, see
+`route`), with the same credentials as the other adapters (application default credentials; none
+against the local emulator).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CONNECT_TIMEOUT_S = 10.0
 # One prediction may stream for as long as the function may run (gen2 HTTP: up to 3600 s).
 READ_TIMEOUT_S = 3600.0
 POOL = 256  # connections kept per host: one per request the gateway serves at once
+HOSTS = 64  # hosts whose pools are kept: the shared one and each dedicated endpoint's
 _PASSED = ("content-type", "cache-control", "x-vertex-ai-deployed-model-id")
 
 
@@ -72,9 +74,28 @@ def answered(status: int, body: bytes, content_type: str = "application/json") -
 
 
 class Prediction(Protocol):
-    def call(self, endpoint_id: str, method: str, body: bytes) -> Answer:
-        """POST `body` to the endpoint's `:method`; the answer, whatever its status."""
+    def call(self, endpoint_id: str, method: str, body: bytes, dedicated_dns: str = "") -> Answer:
+        """POST `body` to the endpoint's `:method` (on `dedicated_dns` when it has one); the
+        answer, whatever its status."""
         ...
+
+
+def route(api_base: str, path: str, dedicated_dns: str = "") -> tuple[str, dict[str, str]]:
+    """The URL and extra headers of a prediction on `path` (`/v1/projects/.../endpoints/E:method`).
+
+    A dedicated endpoint is served on its own DNS only: `Endpoint.dedicated_endpoint_enabled`
+    (aiplatform v1 `endpoint.proto`): "Once you enabled dedicated endpoint, you won't be able to
+    send request to the shared DNS {region}-aiplatform.googleapis.com"; the SDK sends to
+    `https://{dedicated_endpoint_dns}/v1/{resource_name}:rawPredict` (`google/cloud/aiplatform/
+    models.py`, `Endpoint.raw_predict(use_dedicated_endpoint=True)`). Against the local emulator
+    (an `http://` API endpoint) the DNS is played by the Host header on the emulator's own URL.
+    """
+    base = api_base.rstrip("/")
+    if not dedicated_dns:
+        return base + path, {}
+    if base.startswith("http://"):
+        return base + path, {"host": dedicated_dns}
+    return f"https://{dedicated_dns}{path}", {}
 
 
 @cache
@@ -90,7 +111,7 @@ def _session(api_endpoint: str) -> requests.Session:
 
         credentials, _ = google.auth.default(scopes=[SCOPE])  # type: ignore[no-untyped-call]
         session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL)
+    adapter = HTTPAdapter(pool_connections=HOSTS, pool_maxsize=POOL)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
@@ -103,16 +124,20 @@ class VertexPrediction:
         self._base = (api_endpoint or f"https://{region}-aiplatform.googleapis.com").rstrip("/")
         self._location = f"projects/{project}/locations/{region}"
 
-    def url(self, endpoint_id: str, method: str) -> str:
-        return f"{self._base}/v1/{self._location}/endpoints/{endpoint_id}:{method}"
+    def route(
+        self, endpoint_id: str, method: str, dedicated_dns: str = ""
+    ) -> tuple[str, dict[str, str]]:
+        path = f"/v1/{self._location}/endpoints/{endpoint_id}:{method}"
+        return route(self._base, path, dedicated_dns)
 
-    def call(self, endpoint_id: str, method: str, body: bytes) -> Answer:
-        url = self.url(endpoint_id, method)
+    def call(self, endpoint_id: str, method: str, body: bytes, dedicated_dns: str = "") -> Answer:
+        url, headers = self.route(endpoint_id, method, dedicated_dns)
         try:
+            # One session for every host: AuthorizedSession adds the same token to each.
             response = _session(self._base).post(
                 url,
                 data=body,
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **headers},
                 stream=True,
                 timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
             )

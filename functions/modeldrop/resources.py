@@ -103,6 +103,9 @@ class Endpoint:
     traffic_split: dict[str, int]
     create_time: datetime | None = None
     dedicated: bool = False  # Endpoint.dedicated_endpoint_enabled
+    # Endpoint.dedicated_endpoint_dns: the host a dedicated endpoint's predictions must go to
+    # (Vertex refuses them on the shared host); "" until Vertex publishes it.
+    dedicated_dns: str = ""
 
 
 @dataclass(frozen=True)

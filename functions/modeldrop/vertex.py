@@ -214,7 +214,15 @@ def _endpoint(found: Any) -> Endpoint:
         traffic_split={str(k): int(v) for k, v in found.traffic_split.items()},
         create_time=time_or_none(found.create_time),
         dedicated=bool(found.dedicated_endpoint_enabled),
+        dedicated_dns=_host(str(found.dedicated_endpoint_dns)),
     )
+
+
+def _host(dns: str) -> str:
+    """The host of Endpoint.dedicated_endpoint_dns. The proto's comment gives its format as
+    `https://{endpoint_id}.{region}-{uid}.prediction.vertexai.goog`, while the SDK builds
+    `https://{dedicated_endpoint_dns}/v1/...` from it (a bare host): either reads as the host."""
+    return dns.removeprefix("https://").strip("/")
 
 
 def _refused(error: Exception, doing: str) -> Exception:

@@ -1,4 +1,5 @@
-"""Online prediction: predict, rawPredict, streamRawPredict and the OpenAI paths, routed by traffic split."""
+"""Online prediction: predict, rawPredict, streamRawPredict and the OpenAI paths, routed by traffic split
+(a dedicated endpoint's on its dedicated DNS only, played by the Host header)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response, StreamingResponse
 
-from local.vertex import jsonbody, naming, traffic
+from local.vertex import dedicated, jsonbody, naming, traffic
 from local.vertex.app import Emulator, emulator, fault
 from local.vertex.deployments import Deployment
 from local.vertex.errors import ApiError, invalid
@@ -30,6 +31,20 @@ _STATUS_OF = {
     504: "DEADLINE_EXCEEDED",
 }
 _PASSED_HEADERS = ("content-type", "cache-control")
+
+
+def on_its_host(request: Request, project: str, location: str, endpoint: str) -> None:
+    """A dedicated endpoint is served on its dedicated DNS only, played by the Host header
+    (docs/vertex-fidelity.md row 82); checked before the body is read or a scale-up starts."""
+    state = emulator(request)
+    found = state.store.endpoints.get(f"{naming.location(project, location)}/endpoints/{endpoint}")
+    if found is not None:  # unknown: the route's own 404
+        dedicated.check_host(found, request.headers.get("host", ""), state.settings.fidelity)
+
+
+def _checks(method: str) -> list[Any]:
+    """A prediction route's dependencies: the method's injected faults, then its host."""
+    return [Depends(fault(method)), Depends(on_its_host)]
 
 
 def _pick(state: Emulator, project: str, location: str, endpoint_id: str, route: str) -> Deployment:
@@ -95,7 +110,7 @@ async def _forward(
     )
 
 
-@router.post(ENDPOINT + ":predict", dependencies=[Depends(fault("Predict"))])
+@router.post(ENDPOINT + ":predict", dependencies=_checks("Predict"))
 async def predict(request: Request, project: str, location: str, endpoint: str) -> dict[str, Any]:
     state = emulator(request)
     fidelity = state.settings.fidelity
@@ -131,14 +146,14 @@ async def predict(request: Request, project: str, location: str, endpoint: str) 
     }
 
 
-@router.post(ENDPOINT + ":rawPredict", dependencies=[Depends(fault("RawPredict"))])
+@router.post(ENDPOINT + ":rawPredict", dependencies=_checks("RawPredict"))
 async def raw_predict(request: Request, project: str, location: str, endpoint: str) -> Response:
     state = emulator(request)
     deployment = _pick(state, project, location, endpoint, "rawPredict")
     return await _forward(state, deployment, deployment.predict_route, request)
 
 
-@router.post(ENDPOINT + ":streamRawPredict", dependencies=[Depends(fault("StreamRawPredict"))])
+@router.post(ENDPOINT + ":streamRawPredict", dependencies=_checks("StreamRawPredict"))
 async def stream_raw_predict(
     request: Request, project: str, location: str, endpoint: str
 ) -> Response:
@@ -147,7 +162,7 @@ async def stream_raw_predict(
     return await _forward(state, deployment, deployment.predict_route, request)
 
 
-@router.post(ENDPOINT + "/chat/completions", dependencies=[Depends(fault("ChatCompletions"))])
+@router.post(ENDPOINT + "/chat/completions", dependencies=_checks("ChatCompletions"))
 async def chat_completions(
     request: Request, project: str, location: str, endpoint: str
 ) -> Response:
@@ -156,7 +171,7 @@ async def chat_completions(
     return await _forward(state, deployment, "/v1/chat/completions", request)
 
 
-@router.post(ENDPOINT + "/completions", dependencies=[Depends(fault("Completions"))])
+@router.post(ENDPOINT + "/completions", dependencies=_checks("Completions"))
 async def completions(request: Request, project: str, location: str, endpoint: str) -> Response:
     state = emulator(request)
     deployment = _pick(state, project, location, endpoint, "completions")

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 from typing import Any
 
-from local.vertex import listing, naming, operations, traffic
+from local.vertex import dedicated, listing, naming, operations, traffic
 from local.vertex.background import Background
 from local.vertex.errors import ApiError, invalid, not_found, precondition
 from local.vertex.fidelity import Fidelity
@@ -66,6 +66,11 @@ class Endpoints:
         stamp = operations.now()
         endpoint = Endpoint.model_validate(
             {**body.wire(), "name": name, "createTime": stamp, "deployedModels": []}
+        )
+        # Output only: a client's value is replaced; filled at create (assumed: the SDK re-reads
+        # an endpoint whose DNS is still empty, so callers must not count on it being there).
+        endpoint.dedicated_endpoint_dns = (
+            dedicated.dns(name) if endpoint.dedicated_endpoint_enabled else None
         )
         touch(endpoint)
         operation = operations.start(self.store, name, "CreateEndpointOperationMetadata")

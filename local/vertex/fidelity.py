@@ -105,6 +105,10 @@ class Fidelity:
     stz_initial: str = "one"  # required | one
     # A ScaleToZeroSpec period left unset (assumed: Google documents no default), before scaling.
     stz_default_period_s: float = 3600.0
+    # A dedicated endpoint answers predictions on its dedicated DNS only (endpoint.proto says so,
+    # both presets); the shared host's refusal, 400 FAILED_PRECONDITION, is assumed. Off: a
+    # Vertex that still answers on the shared host.
+    dedicated_dns_only: bool = True
 
     def seconds(self, name: str) -> float:
         """The modelled duration `name` (a Durations field), scaled."""

@@ -170,6 +170,7 @@ class Endpoint(Wire):
     display_name: str = ""
     description: str | None = None
     dedicated_endpoint_enabled: bool | None = None
+    dedicated_endpoint_dns: str | None = None  # output only: set at create (local.vertex.dedicated)
     deployed_models: list[DeployedModel] = Field(default_factory=list)
     traffic_split: dict[str, int] = Field(default_factory=dict)
     etag: str | None = None

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from support.builders import make_safetensors
 
 from modeldrop.cli import main
-from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE
+from modeldrop.cli.context import EXIT_ENVIRONMENT, EXIT_OK, EXIT_USAGE, Unreachable
 from modeldrop.cli.follow import exit_code, format_result
 from modeldrop.cli.profile import resolve
 from modeldrop.cli.progress import ProgressBar
+from modeldrop.cli.serve import direct_route
 from modeldrop.errors import ConfigError
+from modeldrop.resources import Endpoint
 from modeldrop.results import Result, Status
 
 
@@ -145,6 +148,24 @@ def test_a_gcp_profile_takes_flags_over_env_over_the_profile_file(tmp_path: Path
     assert (profile.weights_bucket, profile.state_bucket) == ("acme-weights", "acme-state")
     assert not profile.is_local
     assert profile.endpoint_url("e").startswith("https://us-east1-aiplatform.googleapis.com/v1/")
+
+
+def test_a_dedicated_endpoint_is_predicted_on_its_own_dns(tmp_path: Path) -> None:
+    """`predict`/`chat` direct: a dedicated endpoint at https://{dns}/v1/..., the emulator's URL
+    with `Host: {dns}` locally; one whose DNS Vertex has not published yet is refused (exit 3),
+    not sent to the shared host (the real emulator: tests/functions/test_idle_policy.py)."""
+    dns = "e.us-east1-123456789012.prediction.vertexai.goog"
+    path = "/v1/projects/p/locations/us-east1/endpoints/e"
+    env = {"HOME": str(tmp_path), "MODELDROP_REGION": "us-east1"}
+    gcp = resolve("gcp", {"project": "p", "weights_bucket": "b"}, env)
+    assert gcp.endpoint_route("e", dns) == (f"https://{dns}{path}", {})
+    assert gcp.endpoint_url("e") == f"https://us-east1-aiplatform.googleapis.com{path}"
+    local = replace(gcp, vertex_api_endpoint="http://127.0.0.1:9")
+    assert local.endpoint_route("e", dns) == (f"http://127.0.0.1:9{path}", {"host": dns})
+    found = Endpoint("e", "projects/p/locations/us-east1/endpoints/e", {}, (), {}, dedicated=True)
+    with pytest.raises(Unreachable, match="not published its DNS"):
+        direct_route(gcp, found)
+    assert direct_route(gcp, replace(found, dedicated_dns=dns))[0] == f"https://{dns}{path}"
 
 
 def test_a_gcp_profile_missing_its_project_says_which_flag_to_pass(tmp_path: Path) -> None:

@@ -48,22 +48,27 @@ class Prediction:
     def __init__(self, *answers: tuple[int, bytes]) -> None:
         self.answers = list(answers)
         self.bodies: list[bytes] = []
+        self.hosts: list[str] = []  # the dedicated DNS each call went to ("" the shared host)
 
-    def call(self, endpoint_id: str, method: str, body: bytes) -> Answer:
+    def call(self, endpoint_id: str, method: str, body: bytes, dedicated_dns: str = "") -> Answer:
         self.bodies.append(body)
+        self.hosts.append(dedicated_dns)
         status, data = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         return answered(status, data)
 
 
-def gateway(look: Any, prediction: Prediction, **env: str) -> tuple[Gateway, Publisher]:
+def gateway(
+    look: Any, prediction: Prediction, clock: Any = None, **env: str
+) -> tuple[Gateway, Publisher]:
+    """A gateway whose clock ticks a second per reading (unless given one) and never sleeps."""
     settings = Settings.from_env(make_env(**env))
     publisher = Publisher()
     ctx = SimpleNamespace(settings=settings, publisher=publisher, storage=Storage())
-    clock = iter(float(n) for n in range(10_000))
+    ticks = iter(float(n) for n in range(10_000))
     made = Gateway(
         cast(Context, ctx),
         prediction,
-        clock=lambda: next(clock),
+        clock=clock or (lambda: next(ticks)),
         sleep=lambda s: None,
         look=look,
     )
@@ -79,6 +84,44 @@ def test_scale_to_zeros_429_is_held_and_retried_without_a_wake() -> None:
     assert all(isinstance(e, Hold) and e.phase is Phase.SCALING_UP for e in events[:2])
     assert events[-1].status == 200  # type: ignore[union-attr]
     assert publisher.commands == []
+
+
+DNS = "ep.us-central1-123456789012.prediction.vertexai.goog"
+
+
+def test_a_dedicated_endpoints_requests_go_to_its_dns_from_the_cached_look() -> None:
+    """Proxied to the dedicated DNS the observation carries; 3 requests, 1 look (no Vertex call per request)."""
+    looks: list[str] = []
+
+    def look(endpoint: str) -> Observation:
+        looks.append(endpoint)
+        return replace(READY, dedicated=True, dedicated_dns=DNS)
+
+    vertex = Prediction((200, b"{}"))
+    gw, _ = gateway(look, vertex, clock=lambda: 0.0)  # within READY_REFRESH_S: no refresh
+    for _ in range(3):
+        assert list(gw.events("ep", "rawPredict", lambda seen: b"{}"))[-1].status == 200  # type: ignore[union-attr]
+    assert vertex.hosts == [DNS] * 3 and looks == ["ep"]
+
+
+def test_a_dedicated_endpoint_without_its_dns_is_looked_at_again_and_never_sent_to_the_shared_host() -> (
+    None
+):
+    """DNS empty at the first look: a fresh look finds it and the request goes there; empty for
+    good: held (deploying) until the deadline, then 503, and nothing is sent."""
+    awaiting = replace(READY, dedicated=True)
+    seen = iter([awaiting, replace(awaiting, dedicated_dns=DNS)])
+    vertex = Prediction((200, b"{}"))
+    gw, _ = gateway(lambda e: next(seen), vertex)
+    assert list(gw.events("ep", "rawPredict", lambda seen: b"{}"))[-1].status == 200  # type: ignore[union-attr]
+    assert vertex.hosts == [DNS]
+
+    never = Prediction((200, b"{}"))
+    gw, _ = gateway(lambda e: awaiting, never, wake_timeout="5s")
+    events = list(gw.events("ep", "rawPredict", lambda seen: b"{}"))
+    assert all(isinstance(e, Hold) and e.phase is Phase.DEPLOYING for e in events[:-1])
+    assert getattr(events[-1], "code", None) == 503 and never.hosts == []
+    assert events[-1].body["error"]["state"] == "deploying"  # type: ignore[union-attr]
 
 
 def test_a_quota_429_is_passed_through() -> None:

@@ -38,6 +38,19 @@ def test_a_serving_endpoint_is_proxied() -> None:
     assert (decision.action, decision.phase) == (Action.PROXY, Phase.READY)
 
 
+def test_a_dedicated_endpoint_is_proxied_once_its_dns_is_known_and_held_until_then() -> None:
+    """Dedicated with its DNS: proxy; dedicated without it (the shared host would refuse it): hold as deploying, past the deadline 503."""
+    serving = (Serving("1", "m", 100),)
+    known = seen(serving=serving, dedicated=True, dedicated_dns="ep.r-1.prediction.vertexai.goog")
+    assert decide(known, 0, TIMEOUT).action is Action.PROXY and known.routable
+    awaiting = seen(serving=serving, dedicated=True)
+    assert awaiting.awaiting_dns and not awaiting.routable
+    held = decide(awaiting, 0, TIMEOUT)
+    assert (held.action, held.phase) == (Action.HOLD, Phase.DEPLOYING)
+    assert "dedicated DNS" in held.reason
+    assert decide(awaiting, TIMEOUT, TIMEOUT).action is Action.GIVE_UP
+
+
 def test_an_unknown_endpoint_is_404() -> None:
     """No endpoint and no teardown record: not found."""
     decision = decide(seen(exists=False), 0, TIMEOUT)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,14 +18,19 @@ from support.builders import make_command
 
 from local.processes import stop
 from local.vertex.testing import Running, launch
+from modeldrop.cli.profile import Profile
+from modeldrop.cli.serve import call_predict, predict_request, stream_chat
 from modeldrop.commands import parse_command
 from modeldrop.errors import PermanentError
+from modeldrop.gateway import Gateway, Hold
+from modeldrop.gateway_rules import Phase
 from modeldrop.idle_policy import (
     Wakefulness,
     expiry_warnings,
     scale_to_zero_period,
     wakefulness,
 )
+from modeldrop.prediction import Answer
 from modeldrop.records import OperationRecord, Teardown
 from modeldrop.resources import Deployment, Endpoint
 from modeldrop.results import Status
@@ -77,10 +83,43 @@ def state(world: World, endpoint: str) -> Wakefulness:
     )
 
 
-def predict_status(world: World, endpoint: str) -> int:
+def predict_status(world: World, endpoint: str, shared_host: bool = False) -> int:
+    """A :predict straight to Vertex, on the endpoint's dedicated DNS (the emulator plays it by the
+    Host header) as a client must send it, or on the shared host, which refuses a dedicated one."""
     location = f"projects/{world.settings.project}/locations/{world.settings.region}"
     url = f"{world.settings.vertex_api_endpoint}/v1/{location}/endpoints/{endpoint}:predict"
-    return httpx.post(url, json={"instances": [{"prompt": "hi"}]}, timeout=30).status_code
+    found = world.ctx.vertex.endpoint(endpoint)
+    assert found is not None and found.dedicated_dns
+    headers = {} if shared_host else {"host": found.dedicated_dns}
+    body = {"instances": [{"prompt": "hi"}]}
+    return httpx.post(url, json=body, headers=headers, timeout=30).status_code
+
+
+def through_gateway(world: World, endpoint: str) -> tuple[int, list[Phase]]:
+    """A chat through the gateway (in process, the real adapters): its status and the phases it
+    was held in; held retries are paced at 0.2 s instead of the 0.5-10 s backoff."""
+    gw = Gateway(world.ctx, sleep=lambda s: time.sleep(min(s, 0.2)))
+    body = {"model": endpoint, "messages": [{"role": "user", "content": "hi"}]}
+    events = list(gw.events(endpoint, "rawPredict", lambda seen: json.dumps(body).encode()))
+    last = events[-1]
+    assert isinstance(last, Answer), last
+    return last.status, [e.phase for e in events if isinstance(e, Hold)]
+
+
+def profile_of(world: World) -> Profile:
+    """A local profile on this world's emulator, for `modeldrop predict` and `chat` direct."""
+    s = world.settings
+    return Profile(
+        name="local",
+        project=s.project,
+        region=s.region,
+        weights_bucket=s.weights_bucket,
+        state_bucket=s.state_bucket,
+        commands_topic=s.commands_topic,
+        results_topic=s.results_topic,
+        vertex_api_endpoint=s.vertex_api_endpoint,
+        emulator_env=(("PUBSUB_EMULATOR_HOST", "unused"),),
+    )
 
 
 def until(check: Any, timeout_s: float = 30) -> None:
@@ -94,7 +133,7 @@ def until(check: Any, timeout_s: float = 30) -> None:
 def test_scale_to_zero_deploys_through_v1beta1_and_the_sweep_leaves_it(
     preset: tuple[str, Running],
 ) -> None:
-    """idle_policy scale-to-zero with a 60 s TTL deploys on a dedicated endpoint with minReplicaCount 0, initialReplicaCount 1 and 300 s periods, saying the TTL was clamped; the sweep never tears it down; under faithful it goes asleep, a prediction wakes it (429 meanwhile) and it is ready again."""
+    """idle_policy scale-to-zero with a 60 s TTL deploys on a dedicated endpoint with minReplicaCount 0, initialReplicaCount 1 and 300 s periods, saying the TTL was clamped; the sweep never tears it down; the shared host refuses its predictions; under faithful it goes asleep, a prediction wakes it (429 meanwhile) and the gateway, on its dedicated DNS, holds a chat until it is ready again; `modeldrop predict` and `chat` reach it on its DNS."""
     name, vertex = preset
     world = make_world(vertex.url)
     registered(world, "zeroing")
@@ -116,14 +155,25 @@ def test_scale_to_zero_deploys_through_v1beta1_and_the_sweep_leaves_it(
     assert summary.torn_down == []
     endpoint = world.ctx.vertex.endpoint("zeroing")
     assert endpoint is not None and [d.scales_to_zero for d in endpoint.deployments] == [True]
+    assert endpoint.dedicated and endpoint.dedicated_dns == seen.dedicated_endpoint_dns
+    assert predict_status(world, "zeroing", shared_host=True) == 400  # dedicated: its DNS only
     if name == "legacy":
         assert state(world, "zeroing") is Wakefulness.READY  # 300 s real periods: still up
-        return
-    until(lambda: state(world, "zeroing") is Wakefulness.ASLEEP)
-    assert predict_status(world, "zeroing") == 429
-    assert state(world, "zeroing") is Wakefulness.WAKING
-    until(lambda: predict_status(world, "zeroing") == 200)
-    assert state(world, "zeroing") is Wakefulness.READY
+        assert through_gateway(world, "zeroing") == (200, [])
+    else:
+        until(lambda: state(world, "zeroing") is Wakefulness.ASLEEP)
+        assert predict_status(world, "zeroing") == 429
+        assert state(world, "zeroing") is Wakefulness.WAKING
+        # The gateway sends to the dedicated DNS, holds through scale-to-zero's 429s, then answers.
+        status, held = through_gateway(world, "zeroing")
+        assert status == 200 and held and set(held) == {Phase.SCALING_UP}
+        assert state(world, "zeroing") is Wakefulness.READY
+    # `modeldrop predict` and `chat` direct: one GetEndpoint, then the dedicated DNS.
+    profile = profile_of(world)
+    body = predict_request(["hi"], max_tokens=8, temperature=None)
+    assert call_predict(profile, "zeroing", body)["predictions"]
+    chat = stream_chat(profile, "zeroing", [{"role": "user", "content": "hi"}], 8, None)
+    assert "".join(chat).startswith("echo from")
 
 
 @pytest.mark.stack

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from local.vertex import jsonbody, machines, naming, probes, quota, scale_to_zero, versions
+from local.vertex import (
+    dedicated,
+    jsonbody,
+    machines,
+    naming,
+    probes,
+    quota,
+    scale_to_zero,
+    versions,
+)
 from local.vertex.errors import ApiError
 from local.vertex.fidelity import FAITHFUL, Fidelity, build
 from local.vertex.monitoring import PredictionCounts, Query
@@ -242,3 +251,29 @@ def test_scale_to_zero_endpoint_limits_are_rules() -> None:
         scale_to_zero.check_endpoint(dedicated, ["7"], resources, FAITHFUL)
     relaxed = build("faithful", None, {"stz_single_model": "off", "stz_dedicated_only": "off"})
     scale_to_zero.check_endpoint(shared, ["7"], resources, relaxed)
+
+
+def test_a_dedicated_endpoint_answers_on_its_dns_only_unless_the_rule_is_off() -> None:
+    """Its DNS is {endpoint}.{region}-{project number}.prediction.vertexai.goog (a stable number per
+    project id); another host is 400 FAILED_PRECONDITION naming it, in both presets; off: answered."""
+    name = "projects/my-project/locations/europe-west4/endpoints/e"
+    dns = dedicated.dns(name)
+    number = dedicated.project_number("my-project")
+    assert dns == f"e.europe-west4-{number}.prediction.vertexai.goog"
+    assert len(number) == 12 and number == dedicated.project_number("my-project")
+    assert dedicated.project_number("841529064496") == "841529064496"
+    endpoint = Endpoint(
+        name=name, displayName="e", dedicatedEndpointEnabled=True, dedicatedEndpointDns=dns
+    )
+    for fidelity in (Fidelity(), FAITHFUL):
+        dedicated.check_host(endpoint, dns, fidelity)
+        dedicated.check_host(
+            endpoint, f"{dns.upper()}:8080", fidelity
+        )  # curl --resolve keeps the port
+        with pytest.raises(ApiError, match=f"https://{dns}") as error:
+            dedicated.check_host(endpoint, "europe-west4-aiplatform.googleapis.com", fidelity)
+        assert error.value.status == "FAILED_PRECONDITION" and error.value.http_code == 400
+    shared = Endpoint(name=name, displayName="e")
+    dedicated.check_host(shared, "127.0.0.1:9", FAITHFUL)
+    relaxed = build("faithful", None, {"dedicated_dns_only": "off"})
+    dedicated.check_host(endpoint, "127.0.0.1:9", relaxed)

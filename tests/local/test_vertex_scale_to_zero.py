@@ -1,4 +1,5 @@
-"""v1beta1 scale-to-zero with the aiplatform_v1beta1 GAPIC clients over REST: 429 at zero, scale-up, scale-down, limits."""
+"""v1beta1 scale-to-zero with the aiplatform_v1beta1 GAPIC clients over REST: 429 at zero, scale-up,
+scale-down, limits, and the dedicated endpoint's own DNS its predictions must go to."""
 
 from __future__ import annotations
 
@@ -87,6 +88,15 @@ def zeroable(model: str, **resources: Any) -> Any:
     )
 
 
+def on_dns(endpoints: Any, endpoint: str) -> list[tuple[str, str]]:
+    """The metadata that sends a GAPIC prediction to the endpoint's dedicated DNS: against Vertex
+    a client is built with `api_endpoint=<dns>`; the emulator plays the DNS by the Host header."""
+    dns = str(endpoints.get_endpoint(name=endpoint).dedicated_endpoint_dns)
+    assert dns.startswith(endpoint.rsplit("/", 1)[-1] + f".{LOCATION}-")
+    assert dns.endswith(".prediction.vertexai.goog")
+    return [("host", dns)]
+
+
 def available(endpoints: Any, endpoint: str) -> int:
     [deployed] = endpoints.get_endpoint(name=endpoint).deployed_models
     return int(deployed.status.available_replica_count)
@@ -108,7 +118,8 @@ def test_a_model_at_zero_answers_429_scales_up_over_the_deploy_time_and_back_dow
     up_since = time.monotonic()
     resources = deployed.deployed_model.dedicated_resources
     assert resources.min_replica_count == 0 and resources.initial_replica_count == 1
-    assert predictions.predict(endpoint=endpoint, instances=[1]).predictions
+    host = on_dns(endpoints, endpoint)
+    assert predictions.predict(endpoint=endpoint, instances=[1], metadata=host).predictions
 
     deadline = time.monotonic() + 30
     while available(endpoints, endpoint) and time.monotonic() < deadline:
@@ -122,10 +133,10 @@ def test_a_model_at_zero_answers_429_scales_up_over_the_deploy_time_and_back_dow
 
     started, answered = time.monotonic(), None  # before the request that starts the scale-up
     with pytest.raises(exceptions.TooManyRequests, match="not yet ready for inference"):
-        predictions.predict(endpoint=endpoint, instances=[1])
+        predictions.predict(endpoint=endpoint, instances=[1], metadata=host)
     while answered is None and time.monotonic() - started < 30:
         try:
-            answered = predictions.predict(endpoint=endpoint, instances=[1])
+            answered = predictions.predict(endpoint=endpoint, instances=[1], metadata=host)
         except exceptions.TooManyRequests:
             time.sleep(0.2)
     assert answered is not None and answered.predictions
@@ -175,6 +186,19 @@ def test_scale_to_zero_requests_are_refused_where_vertex_refuses_them(vertex: Ru
     endpoints.deploy_model(endpoint=endpoint, deployed_model=zeroable(model)).result(timeout=60)
     with pytest.raises(exceptions.BadRequest, match="only model on"):
         endpoints.deploy_model(endpoint=endpoint, deployed_model=zeroable(model))
+
+    # The dedicated endpoint on the shared host: every prediction route refuses it, naming its DNS.
+    [(_, dns)] = on_dns(endpoints, endpoint)
+    assert not endpoints.get_endpoint(name=shared).dedicated_endpoint_dns
+    for route in (
+        ":predict",
+        ":rawPredict",
+        ":streamRawPredict",
+        "/chat/completions",
+        "/completions",
+    ):
+        error = refusal(vertex, f"/v1/{endpoint}{route}", {"instances": [1]})
+        assert error["status"] == "FAILED_PRECONDITION" and f"https://{dns}" in error["message"]
 
 
 @pytest.mark.stack

@@ -58,8 +58,17 @@ class Profile:
     def endpoint_path(self, endpoint: str) -> str:
         return f"projects/{self.project}/locations/{self.region}/endpoints/{endpoint}"
 
-    def endpoint_url(self, endpoint: str) -> str:
-        return f"{self.vertex_base_url}/v1/{self.endpoint_path(endpoint)}"
+    def endpoint_url(self, endpoint: str, dedicated_dns: str = "") -> str:
+        """The endpoint's prediction base URL: the shared host, or a dedicated endpoint's own DNS
+        (`Endpoint.dedicated_endpoint_dns`; locally the emulator's URL, see `endpoint_route`)."""
+        return self.endpoint_route(endpoint, dedicated_dns)[0]
+
+    def endpoint_route(self, endpoint: str, dedicated_dns: str = "") -> tuple[str, dict[str, str]]:
+        """The base URL and extra headers of the endpoint's predictions: a dedicated endpoint is
+        served on its DNS only, which the local emulator plays by the Host header."""
+        from modeldrop.prediction import route
+
+        return route(self.vertex_base_url, f"/v1/{self.endpoint_path(endpoint)}", dedicated_dns)
 
     def activate(self, environ: dict[str, str] | os._Environ[str] = os.environ) -> None:
         """Point the Google SDKs at this profile: they read the emulator hosts from the environment.

@@ -10,6 +10,7 @@ from typing import Any
 from modeldrop.cli.context import EXIT_OK, Context, NotFound, Unreachable, UsageError
 from modeldrop.cli.profile import Profile
 from modeldrop.errors import ConfigError, PermanentError
+from modeldrop.resources import Endpoint
 
 REQUEST_TIMEOUT_S = 300.0
 # Through the gateway a request may be held while its endpoint wakes (20 min on Google Cloud).
@@ -78,12 +79,14 @@ def call_predict(
     sleeping endpoint first); the JSON answer, or an error naming the message."""
     import httpx
 
+    extra: dict[str, str] = {}
     if via_gateway:
         url, timeout = f"{gateway_url(profile)}/v1/endpoints/{endpoint}:predict", GATEWAY_TIMEOUT_S
     else:
-        url, timeout = profile.endpoint_url(endpoint) + ":predict", REQUEST_TIMEOUT_S
+        base, extra = direct_route(profile, lookup(profile, endpoint))
+        url, timeout = base + ":predict", REQUEST_TIMEOUT_S
     try:
-        headers = _headers(profile, via_gateway)
+        headers = {**_headers(profile, via_gateway), **extra}
         response = httpx.post(url, json=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
         raise Unreachable(f"{url}: {error}") from error
@@ -105,9 +108,39 @@ def _message(response: Any) -> str:
         return str(response.text[:500])
 
 
-def openai_client(profile: Profile, endpoint: str, via_gateway: bool = False) -> Any:
-    """The official `openai` client pointed at the endpoint's OpenAI-compatible routes, or at
-    the gateway's (which routes by the request's `model`)."""
+def lookup(profile: Profile, endpoint: str) -> Endpoint:
+    """The endpoint as Vertex reports it (GetEndpoint): its deployments and, for a dedicated one,
+    the DNS its predictions must go to. Vertex's DNS embeds an id that can't be derived from the
+    project, so a client reads it; a dedicated endpoint whose DNS is still empty is read once more,
+    as the SDK's `Endpoint.dedicated_endpoint_dns` does (`google/cloud/aiplatform/models.py`)."""
+    from modeldrop.vertex import GapicVertex
+
+    vertex = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint)
+    found = vertex.endpoint(endpoint)
+    if found is not None and found.dedicated and not found.dedicated_dns:
+        found = vertex.endpoint(endpoint)
+    if found is None:
+        raise NotFound(f"endpoint {endpoint!r} not found in {profile.project}/{profile.region}")
+    return found
+
+
+def direct_route(profile: Profile, found: Endpoint) -> tuple[str, dict[str, str]]:
+    """The base URL and extra headers of the endpoint's predictions, not through the gateway: the
+    shared host, or a dedicated endpoint's own DNS (Vertex refuses it on the shared host)."""
+    if found.dedicated and not found.dedicated_dns:
+        raise Unreachable(
+            f"endpoint {found.id!r} is a dedicated endpoint and Vertex has not published its DNS "
+            "yet (Endpoint.dedicated_endpoint_dns): retry in a minute"
+        )
+    return profile.endpoint_route(found.id, found.dedicated_dns)
+
+
+def openai_client(
+    profile: Profile, endpoint: str, via_gateway: bool = False, found: Endpoint | None = None
+) -> Any:
+    """The official `openai` client pointed at the endpoint's OpenAI-compatible routes (`found`:
+    the endpoint already read, else it is looked up), or at the gateway's (which routes by the
+    request's `model`)."""
     import openai
 
     if via_gateway:
@@ -117,27 +150,23 @@ def openai_client(profile: Profile, endpoint: str, via_gateway: bool = False) ->
             timeout=GATEWAY_TIMEOUT_S,
             max_retries=1,
         )
+    base, extra = direct_route(profile, found or lookup(profile, endpoint))
     return openai.OpenAI(
-        base_url=profile.endpoint_url(endpoint),
+        base_url=base,
         api_key=access_token(profile) or "unused-locally",
         timeout=REQUEST_TIMEOUT_S,
         max_retries=1,
+        default_headers=extra or None,
     )
 
 
-def served_model(profile: Profile, endpoint: str) -> str:
+def served_model(profile: Profile, endpoint: str, found: Endpoint | None = None) -> str:
     """The name the endpoint's serving container answers to: its main deployment's model name.
 
     The OpenAI API names a model in every request; modeldrop registers each version with
     `--served-model-name <model>`, and the endpoint's deployments say which model that is.
     """
-    from modeldrop.vertex import GapicVertex
-
-    found = GapicVertex(profile.project, profile.region, profile.vertex_api_endpoint).endpoint(
-        endpoint
-    )
-    if found is None:
-        raise NotFound(f"endpoint {endpoint!r} not found in {profile.project}/{profile.region}")
+    found = found or lookup(profile, endpoint)
     if not found.deployments:
         raise PermanentError(
             f"endpoint {endpoint!r} has nothing deployed: `modeldrop deploy` first"
@@ -158,13 +187,15 @@ def stream_chat(
     """The assistant's reply, piece by piece, as the endpoint streams it."""
     import openai
 
-    client = openai_client(profile, endpoint, via_gateway)
     extra: dict[str, Any] = {} if temperature is None else {"temperature": temperature}
     if via_gateway:
+        client = openai_client(profile, endpoint, via_gateway)
         # The gateway routes by `model`: the endpoint, and `:adapter` for an adapter.
         name = f"{endpoint}:{model}" if model else endpoint
     else:
-        name = model or served_model(profile, endpoint)
+        found = lookup(profile, endpoint)  # one read: the served model and the endpoint's host
+        client = openai_client(profile, endpoint, found=found)
+        name = model or served_model(profile, endpoint, found)
     try:
         stream = client.chat.completions.create(
             model=name,
@@ -180,7 +211,7 @@ def stream_chat(
     except openai.NotFoundError as error:
         raise NotFound(f"endpoint {endpoint!r} not found: {error}") from error
     except openai.APIConnectionError as error:
-        raise Unreachable(f"{profile.endpoint_url(endpoint)}: {error}") from error
+        raise Unreachable(f"{client.base_url}: {error}") from error
     except openai.APIStatusError as error:
         raise PermanentError(
             f"chat failed with HTTP {error.status_code}: {error.message}"
