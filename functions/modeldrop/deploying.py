@@ -110,7 +110,10 @@ def _unlike_serving(
         )
     if asked & {"min_replicas", "max_replicas"}:
         wanted = (command.min_replicas, command.max_replicas or command.min_replicas)
-        if wanted != (serving.min_replicas, serving.max_replicas):
+        # Under scale-to-zero Vertex holds minReplicaCount 0 and min_replicas is the count it wakes
+        # to (not reported back): only the maximum can be compared.
+        low = wanted[0] if serving.scales_to_zero else serving.min_replicas
+        if wanted != (low, serving.max_replicas):
             problems.append(
                 f"it runs {serving.min_replicas}-{serving.max_replicas} replicas; this deploy asks "
                 f"for {wanted[0]}-{wanted[1]} (`scale` changes them in place)"
