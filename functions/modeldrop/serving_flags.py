@@ -2,8 +2,10 @@
 
 `serving_flags.json` is vLLM's server parser (and the container's own flags) as the serving image
 has them, written by `make serving-flags`; a serving test fails when it no longer matches the
-installed vLLM. The words are read as vLLM's parser reads them: `--flag value`, `--flag=value`,
-underscores for dashes, dotted keys into a JSON option (`--compilation-config.mode=3`) and `-O3`.
+installed vLLM. The words are read as vLLM's parser (argparse) reads them: `--flag value`, `--flag=value`,
+underscores for dashes, dotted keys into a JSON option (`--compilation-config.mode=3`), `-O3`, a
+value stuck to a two-character flag (`-qfp8`, `-n2`; `-tp2` is refused, as argparse refuses it),
+and a unique prefix of a flag (`--tensor-parallel 2`; an ambiguous one is refused).
 A value whose type vLLM parses with int, float or json.loads is parsed here the same way; what the
 snapshot can't tell (human-readable sizes, vLLM's checks across options) the container's own parser
 checks at start.
@@ -82,6 +84,31 @@ def _split(word: str) -> tuple[str, str | None, bool]:
     return name, value if eq else None, dotted
 
 
+def _resolve(name: str, value: str | None, flags: Flags) -> tuple[str, str | None] | str:
+    """(option string, attached value) as argparse resolves `name`, or why it resolves to none.
+
+    argparse (allow_abbrev, as vLLM's parser has it) takes an exact option string first, then a
+    two-character option with its value stuck on (`-qfp8`), then a prefix of option strings; two
+    or more candidates are ambiguous.
+    """
+    if name in flags.options:
+        return name, value
+    candidates: list[tuple[str, str | None]] = []
+    if name[1] != "-" and len(name) > 2 and value is None and name[:2] in flags.options:
+        candidates.append((name[:2], name[2:]))  # argparse only splits a two-character flag
+    candidates += [(option, value) for option in flags.options if option.startswith(name)]
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        named = ", ".join(sorted({option for option, _ in candidates})[:6])
+        return f"{name} is ambiguous: it could be {named}"
+    close = difflib.get_close_matches(name, list(flags.options), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    if close and name.startswith(close[0]) and name[1] != "-":
+        hint = f" (argparse splits a value off two-character flags only: {close[0]} {name[len(close[0]) :]})"
+    return f"{name} is not a flag of vLLM {flags.vllm} or the container{hint}"
+
+
 def problems(args: Sequence[str], flags: Flags | None = None) -> list[str]:
     """Every problem with a deployment's serving args, in order; empty when the words are good."""
     flags = flags or snapshot()
@@ -110,13 +137,13 @@ def problems(args: Sequence[str], flags: Flags | None = None) -> list[str]:
             previous = None
             continue
         name, value, dotted = _split(word)
-        option = flags.options.get(name)
-        if option is None:
-            close = difflib.get_close_matches(name, list(flags.options), n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            found.append(f"{name} is not a flag of vLLM {flags.vllm} or the container{hint}")
+        resolved = _resolve(name, value, flags)
+        if isinstance(resolved, str):
+            found.append(resolved)
             previous = None
             continue
+        name, value = resolved
+        option = flags.options[name]
         dest, takes = str(option["dest"]), str(option["takes"])
         if takes == "none" and not dotted:
             if value is not None:

@@ -85,6 +85,7 @@ def test_traffic_split_keeps_versions() -> None:
 def test_deploy_takes_serving_args_vllm_knows() -> None:
     """vLLM engine and server flags, in any of the forms its parser reads, pass as given."""
     args = ["--max-model-len", "2048", "--enable-prefix-caching", "--max_num_seqs=8", "-O3"]
+    args += ["-qfp8", "--tensor-parallel", "1"]  # argparse: a stuck value, a unique prefix
     command = parse_command(make_command(serving_args=args))
     assert isinstance(command, Deploy) and command.serving_args == args
     assert parse_command(make_command()).serving_args is None  # type: ignore[union-attr]
@@ -95,6 +96,9 @@ def test_deploy_takes_serving_args_vllm_knows() -> None:
     [
         (["--frobnicate"], "--frobnicate is not a flag of vLLM"),
         (["--max-modl-len", "1"], "did you mean --max-model-len?"),
+        (["-tp2"], "two-character flags only: -tp 2"),
+        (["--max", "3"], "--max is ambiguous: it could be --max-body-bytes"),
+        (["--served-model", "other"], "--served-model-name is set by the model's"),
         (["--port", "9000"], "--port is set by the model's registration"),
         (["--served-model-name", "other"], "--served-model-name is set by the model's"),
         (["--trust-remote-code"], "--trust-remote-code is set by the model's registration"),

@@ -41,6 +41,15 @@ def test_the_snapshot_matches_the_installed_vllm() -> None:
         ["--max-model-len", "4k"],
         ["--default-chat-template-kwargs", "{bad"],
         ["--default-chat-template-kwargs", '{"enable_thinking": false}'],
+        # argparse's own readings: a value stuck to a two-character flag, prefixes of flags
+        ["-qfp8", "-n2"],
+        ["-nabc"],
+        ["-tp2"],
+        ["-tp=2", "-dp", "1"],
+        ["--tensor-parallel", "2", "--max-model=2048"],
+        ["--max", "3"],
+        ["-a", "1"],
+        ["--served-model", "other"],
     ],
 )
 def test_the_control_plane_refuses_what_the_container_would(args: list[str]) -> None:
