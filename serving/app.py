@@ -14,8 +14,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import compile_key, weights
 from serving.activity import Activity
@@ -145,6 +146,35 @@ class VllmServer:
         await engine.app(scope, receive, send)
 
 
+class Dispatch:
+    """Below RequestContext: vLLM's paths go straight to vLLM's app, the rest through this app's own
+    stack (its routes, its lifespan). A streamed chunk of a vLLM route then passes one wrapper of
+    ours (RequestContext's send) instead of three (Starlette's error and exception middleware)."""
+
+    def __init__(self, own: ASGIApp, vllm: ASGIApp, owner: FastAPI) -> None:
+        self.own = own
+        self.vllm = vllm
+        self.owner = owner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.owner.state.own_paths:
+            await self.vllm(scope, receive, send)
+        else:
+            await self.own(scope, receive, send)
+
+
+class ContainerApp(FastAPI):
+    """FastAPI for the container's own routes and lifespan, entered through RequestContext."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        own = super().build_middleware_stack()
+        # RequestContext answers every error itself (ServingError's status, else 500), as it did
+        # when it sat inside Starlette's ServerErrorMiddleware, which would answer 500 to all.
+        if isinstance(own, ServerErrorMiddleware):
+            own = own.app
+        return RequestContext(Dispatch(own, VllmServer(self), self), owner=self)
+
+
 def attach_router(app: FastAPI) -> None:
     """Vertex's routes at the AIP_* paths and /metrics; vLLM's app answers everything else."""
     settings: Settings = app.state.settings
@@ -154,6 +184,7 @@ def attach_router(app: FastAPI) -> None:
     app.router.routes.append(Route(vertex.predict_route, Predict(app), methods=["POST"]))
     app.router.default = VllmServer(app)
     app.state.open_paths = frozenset({vertex.health_route, "/metrics"})
+    app.state.own_paths = frozenset({vertex.health_route, "/metrics", vertex.predict_route})
     app.state.known_paths = frozenset({vertex.health_route, vertex.predict_route, "/metrics"})
 
 
@@ -164,7 +195,7 @@ def create_app(
     phases: Phases | None = None,
 ) -> FastAPI:
     """The app for `settings`; `on_fatal` runs if the engine cannot load (main stops the server)."""
-    app = FastAPI(title="modeldrop serving", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = ContainerApp(title="modeldrop serving", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics or shared()
     app.state.phase = Phase.LOADING
@@ -176,5 +207,4 @@ def create_app(
     app.state.compile_cache_saver = None
     app.state.activity = Activity.from_settings(settings)
     attach_router(app)
-    app.add_middleware(RequestContext, owner=app)
     return app

@@ -11,6 +11,8 @@ base model on the same server, and the first request to each of --first-adapters
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import random
@@ -23,6 +25,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from serving import bench_adapters, bench_startup
 from serving.bench_adapters import AdapterResult, AdapterSet
@@ -178,12 +181,22 @@ def _profile(
             str(out),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=(log_dir / f"{target}.pyspy.log").open("w"),
     )
     concurrency = args.profile_concurrency
     prompts = make_prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
-    run_async(run_level(url, concurrency, prompts, args.output_tokens, True))
+    run_async(_load_while(sampler, run_level(url, concurrency, prompts, args.output_tokens, True)))
     sampler.wait(timeout=args.profile_seconds + 60)
+
+
+async def _load_while(sampler: subprocess.Popen[bytes], level: Any) -> None:
+    """Keep the load on while py-spy samples; stop it (mid-stream) once the sampler ends."""
+    task = asyncio.ensure_future(level)
+    while sampler.poll() is None and not task.done():
+        await asyncio.sleep(0.2)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
 
 
 def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResult]]:

@@ -20,7 +20,7 @@ python3 -m serving.bench --model "$model" --dtype bfloat16 --max-model-len 2048 
 # The servers' logs come back whether or not the run succeeded.
 for target in ${targets//,/ }; do
   tail -c 2000000 "$logs/$target.log" > "$out/$target.log" || true
-  if [ -f "$logs/$target.pyspy.txt" ]; then cp "$logs/$target.pyspy.txt" "$out/"; fi
+  for f in "$logs/$target".pyspy.*; do if [ -f "$f" ]; then cp "$f" "$out/"; fi; done
 done
 if [ -d "$logs/startup" ]; then
   mkdir -p "$out/startup"
