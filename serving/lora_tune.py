@@ -33,52 +33,50 @@ class Shape:
 
 
 def shapes(config: dict[str, Any], rank: int) -> list[Shape]:
-    """The attention projections' LoRA ops as vLLM builds them (q, k, v fused into one op)."""
+    """The LoRA ops of the model's linear layers as vLLM builds them: q, k, v as one three-slice
+    op, o, gate and up as one two-slice op, down. vLLM looks a file's slice count up exactly (a
+    count missing from the file is a KeyError in the engine), so every count the model has is in."""
     hidden = int(config["hidden_size"])
     heads = int(config["num_attention_heads"])
     kv_heads = int(config.get("num_key_value_heads") or heads)
     head_dim = int(config.get("head_dim") or hidden // heads)
+    inner = int(config.get("intermediate_size") or 4 * hidden)
     q, kv = heads * head_dim, kv_heads * head_dim
     return [
         Shape("shrink", "qkv_proj", hidden, (rank,) * 3),
         Shape("expand", "qkv_proj", rank, (q, kv, kv)),
         Shape("shrink", "o_proj", q, (rank,)),
         Shape("expand", "o_proj", rank, (hidden,)),
+        Shape("shrink", "gate_up_proj", hidden, (rank,) * 2),
+        Shape("expand", "gate_up_proj", rank, (inner, inner)),
+        Shape("shrink", "down_proj", inner, (rank,)),
+        Shape("expand", "down_proj", rank, (hidden,)),
     ]
 
 
 def candidates(shape: Shape) -> Iterator[dict[str, Any]]:
-    """The search space (README_TUNING.md's, narrowed to what fits these shapes)."""
-    base = {"num_ctas": 1, "max_nreg": None, "group_size_m": 8}
+    """The search space (README_TUNING.md's), narrowed to what can win for these shapes: a shrink's
+    splits cover its input in one or two turns of the K loop; an expand's K is the rank."""
+    base = {"num_ctas": 1, "max_nreg": None, "group_size_m": 8, "num_warps": 4, "num_stages": 2}
     if shape.op == "shrink":
         block_n = max(16, 1 << (shape.outs[0] - 1).bit_length())
-        for block_m, block_k, split_k, stages in itertools.product(
-            (16, 32, 64), (32, 64, 128, 256), (1, 2, 4, 8, 16, 32, 64), (2, 3)
+        for block_m, block_k, split_k in itertools.product(
+            (16, 32, 64), (64, 128, 256), (1, 2, 4, 8, 16, 32, 64)
         ):
-            if block_k * split_k > 2 * shape.k or block_k * split_k * 16 < shape.k:
-                continue  # splits past the input, or dozens of loop turns per split
-            yield {
-                **base,
-                "block_m": block_m,
-                "block_n": block_n,
-                "block_k": block_k,
-                "split_k": split_k,
-                "num_warps": 4,
-                "num_stages": stages,
-            }
+            if shape.k / 2 <= block_k * split_k <= 2 * shape.k or (
+                block_k * split_k >= shape.k and split_k == 1
+            ):
+                yield {
+                    **base,
+                    "block_m": block_m,
+                    "block_n": block_n,
+                    "block_k": block_k,
+                    "split_k": split_k,
+                }
     else:
         block_k = max(16, 1 << (shape.k - 1).bit_length())
-        for block_m, block_n, warps, stages in itertools.product(
-            (16, 32, 64), (32, 64, 128, 256), (4, 8), (2, 3)
-        ):
-            yield {
-                **base,
-                "block_m": block_m,
-                "block_n": block_n,
-                "block_k": block_k,
-                "num_warps": warps,
-                "num_stages": stages,
-            }
+        for block_m, block_n in itertools.product((16, 32, 64), (32, 64, 128, 256)):
+            yield {**base, "block_m": block_m, "block_n": block_n, "block_k": block_k}
 
 
 class Bench:
@@ -174,13 +172,17 @@ def tune(
     max_loras: int,
     active: int,
     dtype: Any,
+    search: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """The best config for `shape` at `m` tokens, with its time and the default's."""
+    """The best config for `shape` at `m` tokens, with its time and the default's; vLLM's default
+    alone (untimed) when `search` is off."""
     import torch
 
-    bench = Bench(shape, m, max_loras, active, dtype)
     default = default_config(shape, m, max_loras)
+    if not search:
+        return {"config": default, "us": None, "default_us": None}
+    bench = Bench(shape, m, max_loras, active, dtype)
     expected = output_of(bench, default)
     best, best_us, tried, failed = default, timed(bench, default), 0, 0
     default_us = best_us
@@ -197,8 +199,8 @@ def tune(
         if us < best_us:
             best, best_us = config, us
     log(
-        f"{shape.op:6} {shape.name:8} m={m:<5} default {default_us:7.2f} us  best {best_us:7.2f} us "
-        f"({default_us / best_us:4.2f}x; {tried} tried, {failed} refused)"
+        f"{shape.op:6} {shape.name:12} m={m:<5} default {default_us:7.2f} us  best {best_us:7.2f} us "
+        f"({default_us / best_us:4.2f}x; {tried} timed, {failed} refused)"
     )
     return {"config": best, "us": best_us, "default_us": default_us}
 
@@ -212,7 +214,9 @@ def file_name(gpu: str, op: str) -> str:
 def tables(results: list[tuple[Shape, int, dict[str, Any]]], max_loras: int) -> dict[str, Any]:
     """vLLM's layout: [max_loras + 1][num_slices][m][k][n] -> config, per op."""
     out: dict[str, Any] = {"shrink": {}, "expand": {}}
-    for shape, m, result in results:
+    # Two modules can share a key (o_proj's and down_proj's expand): a searched config wins.
+    ordered = sorted(results, key=lambda r: r[2].get("us") is not None)
+    for shape, m, result in ordered:
         n = shape.outs[0] if shape.op == "shrink" else max(shape.outs)
         slot = out[shape.op].setdefault(str(max_loras + 1), {}).setdefault(str(len(shape.outs)), {})
         slot.setdefault(str(m), {}).setdefault(str(shape.k), {})[str(n)] = {
@@ -229,6 +233,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-loras", type=int, default=10, help="the deployment's --max-loras")
     parser.add_argument("--active", type=int, default=0, help="adapters in a batch (max-loras)")
     parser.add_argument("--tokens", default="1,16,64,256,1024,4096", help="token counts to tune")
+    parser.add_argument(
+        "--modules",
+        default="qkv_proj,o_proj",
+        help="modules to search (the adapters' targets); the others get vLLM's default configs",
+    )
+    parser.add_argument(
+        "--budget-s", type=float, default=280, help="past this, the rest get vLLM's defaults"
+    )
     parser.add_argument("--dtype", default="bfloat16")
     args = parser.parse_args(argv)
 
@@ -241,19 +253,16 @@ def main(argv: list[str] | None = None) -> None:
     config = config.get("text_config", config)
     dtype = getattr(torch, args.dtype)
     active = args.active or args.max_loras
+    searched = set(args.modules.split(","))
     gpu = torch.cuda.get_device_name()
     started = time.monotonic()
     results = []
     print(f"tuning LoRA kernels on {gpu}: rank {args.rank}, {args.max_loras} slots", flush=True)
     for shape in shapes(config, args.rank):
         for m in (int(t) for t in args.tokens.split(",")):
-            results.append(
-                (
-                    shape,
-                    m,
-                    tune(shape, m, args.max_loras, active, dtype, lambda s: print(s, flush=True)),
-                )
-            )
+            search = shape.name in searched and time.monotonic() - started < args.budget_s
+            result = tune(shape, m, args.max_loras, active, dtype, search, _print)
+            results.append((shape, m, result))
     args.out.mkdir(parents=True, exist_ok=True)
     for op, table in tables(results, args.max_loras).items():
         (args.out / file_name(gpu, op)).write_text(json.dumps(table, indent=1, sort_keys=True))
@@ -267,8 +276,8 @@ def main(argv: list[str] | None = None) -> None:
                 "op": s.op,
                 "module": s.name,
                 "m": m,
-                "us": round(r["us"], 2),
-                "default_us": round(r["default_us"], 2),
+                "us": r["us"] and round(r["us"], 2),
+                "default_us": r["default_us"] and round(r["default_us"], 2),
                 "config": r["config"],
             }
             for s, m, r in results
@@ -276,6 +285,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     (args.out / "tuning.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out} in {summary['seconds']} s", flush=True)
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 if __name__ == "__main__":
