@@ -590,7 +590,7 @@ def test_the_storage_trigger_waits_for_its_agents_grant_to_propagate() -> None:
 def test_the_deploy_notes_fall_under_the_gateways_grant() -> None:
     """The gateway reads the one object per endpoint that says a deploy is under way."""
     from modeldrop.adapters import index_name
-    from modeldrop.state import DEPLOYS
+    from modeldrop.deployment_records import DEPLOYS
 
     readable = state_prefixes()["gateway"]["roles/storage.objectViewer"]
     assert DEPLOYS in readable
