@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from modeldrop.commands import RequestId
+from modeldrop.command_fields import RequestId
 from modeldrop.errors import PermanentError
 
 FORMAT = "modeldrop-manifest/1"

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, computed_field, model_validator
 
-from modeldrop.commands import RequestId
+from modeldrop.command_fields import RequestId
 
 
 class Status(StrEnum):
