@@ -95,14 +95,10 @@ def _unlike_serving(
     machine (none of the placements asked for), its replica counts, its serving args."""
     asked = command.model_fields_set
     problems = []
-    running = {
-        "machine_type": serving.machine_type,
-        "accelerator": serving.accelerator_type,
-        "accelerator_count": serving.accelerator_count if serving.accelerator_type else 1,
-    }
+    running = _machine(serving.machine_type, serving.accelerator_type, serving.accelerator_count)
     machine_fields = {"machine_type", "accelerator", "accelerator_count", "placements"}
     if asked & machine_fields and running not in [
-        {**t, "accelerator_count": t["accelerator_count"] if t["accelerator"] else 1} for t in tried
+        _machine(t["machine_type"], t["accelerator"], t["accelerator_count"]) for t in tried
     ]:
         problems.append(
             f"it runs on {placements.describe(running)}; this deploy asks for "
@@ -111,7 +107,7 @@ def _unlike_serving(
     if asked & {"min_replicas", "max_replicas"}:
         wanted = (command.min_replicas, command.max_replicas or command.min_replicas)
         # Under scale-to-zero Vertex holds minReplicaCount 0 and min_replicas is the count it wakes
-        # to (not reported back): only the maximum can be compared.
+        # to (not reported back): only the maximum can be compared (docs/vertex-fidelity.md, 58).
         low = wanted[0] if serving.scales_to_zero else serving.min_replicas
         if wanted != (low, serving.max_replicas):
             problems.append(
@@ -127,6 +123,15 @@ def _unlike_serving(
                 f"{command.serving_args} (a container takes its args when it starts)"
             )
     return problems
+
+
+def _machine(machine_type: str | None, accelerator: str | None, count: int) -> dict[str, Any]:
+    """A placement as compared: a CPU-only machine has no accelerator count to differ in."""
+    return {
+        "machine_type": machine_type,
+        "accelerator": accelerator,
+        "accelerator_count": count if accelerator else 1,
+    }
 
 
 def _spec(

@@ -2,10 +2,11 @@
 
 `serving_flags.json` is vLLM's server parser (and the container's own flags) as the serving image
 has them, written by `make serving-flags`; a serving test fails when it no longer matches the
-installed vLLM. The words are read as vLLM's parser (argparse) reads them: `--flag value`, `--flag=value`,
-underscores for dashes, dotted keys into a JSON option (`--compilation-config.mode=3`), `-O3`, a
-value stuck to a two-character flag (`-qfp8`, `-n2`; `-tp2` is refused, as argparse refuses it),
-and a unique prefix of a flag (`--tensor-parallel 2`; an ambiguous one is refused).
+installed vLLM. The words are read as vLLM's parser (argparse) reads them: `--flag value`,
+`--flag=value`, underscores for dashes, dotted keys into a JSON option
+(`--compilation-config.mode=3`), `-O3`, a value stuck to a two-character flag (`-qfp8`, `-n2`;
+`-tp2` is refused, as argparse refuses it), and a unique prefix of a flag (`--tensor-parallel 2`;
+an ambiguous one is refused).
 A value whose type vLLM parses with int, float or json.loads is parsed here the same way; what the
 snapshot can't tell (human-readable sizes, vLLM's checks across options) the container's own parser
 checks at start.
@@ -105,7 +106,8 @@ def _resolve(name: str, value: str | None, flags: Flags) -> tuple[str, str | Non
     close = difflib.get_close_matches(name, list(flags.options), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     if close and name.startswith(close[0]) and name[1] != "-":
-        hint = f" (argparse splits a value off two-character flags only: {close[0]} {name[len(close[0]) :]})"
+        stuck = name[len(close[0]) :]
+        hint = f" (argparse splits a value off two-character flags only: {close[0]} {stuck})"
     return f"{name} is not a flag of vLLM {flags.vllm} or the container{hint}"
 
 
