@@ -113,6 +113,47 @@ class AdapterCache:
         logger.info("adapter evicted from the local cache", extra={"adapter": name})
 
 
+# vLLM's packed layers as adapters name their parts: --lora-target-modules qkv_proj covers q_proj.
+_PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+_HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own cap on a header's size
+
+
+def adapter_modules(folder: Path) -> set[str]:
+    """The modules an adapter has LoRA weights for, as full names and suffixes, from its header."""
+    import struct
+
+    path = folder / "adapter_model.safetensors"
+    try:
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > _HEADER_LIMIT:
+                raise ValueError(f"a {length}-byte header")
+            keys = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error) as error:
+        raise AdapterError(f"{path.name} is unreadable: {error}") from None
+    modules = {key.split(".lora_", 1)[0] for key in keys if ".lora_" in key}
+    return {m.removeprefix("base_model.model.") for m in modules}
+
+
+def modules_outside(folder: Path, targets: list[str] | None) -> list[str]:
+    """The adapter's module suffixes that --lora-target-modules leaves out, sorted ([] when unset).
+
+    vLLM puts LoRA layers only on the target modules and loads an adapter's other weights without
+    applying them: served so, the adapter would answer as another model. So they are refused here.
+    """
+    if not targets:
+        return []
+    allowed = set(targets)
+    for target in targets:
+        allowed.update(_PACKED.get(target, ()))
+    outside = {
+        module.rsplit(".", 1)[-1]
+        for module in adapter_modules(folder)
+        if module not in allowed and module.rsplit(".", 1)[-1] not in allowed
+    }
+    return sorted(outside)
+
+
 class UsedLoras(dict[str, Any]):
     """vLLM's registry of loaded adapters (OpenAIServingModels.lora_requests) that counts each lookup.
 
@@ -136,10 +177,13 @@ def _resolver_class() -> Any:
     class StateBucketResolver(LoRAResolver):  # type: ignore[misc]
         """Resolves `model: <adapter>` from adapters/<model>/<adapter>.json in the state bucket."""
 
-        def __init__(self, store: Store, model: str, cache: AdapterCache) -> None:
+        def __init__(
+            self, store: Store, model: str, cache: AdapterCache, targets: list[str] | None = None
+        ) -> None:
             self.store = store
             self.model = model
             self.cache = cache
+            self.targets = targets  # --lora-target-modules, or None: LoRA on every module
             self.models: Any = None  # vLLM's OpenAIServingModels, once the server is built
 
         def attach(self, models: Any) -> None:
@@ -163,6 +207,11 @@ def _resolver_class() -> Any:
                 ):
                     raise AdapterError(f"the record is not for {self.model}/{lora_name}")
                 path = await asyncio.to_thread(self.cache.fetch, record)
+                if outside := modules_outside(path, self.targets):
+                    raise AdapterError(
+                        f"it has weights for {', '.join(outside)}, and this deployment applies "
+                        f"LoRA only to {', '.join(self.targets or ())} (--lora-target-modules)"
+                    )
             except (ValueError, AdapterError, weights.WeightsError) as error:
                 # Found but unusable. vLLM would answer its 400 without the reason, so the request
                 # middleware answers this one (serving.errors), naming the adapter and the cause.
@@ -205,7 +254,12 @@ def install_resolver(settings: Settings) -> Any:
     # vLLM consults resolvers only while runtime LoRA updating is on; it reads this at request time.
     os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
     cache = AdapterCache(settings.cache_dir / "adapters", settings.adapter_cache_size)
-    resolver = _resolver_class()(store_for(settings.state_bucket), settings.model_key, cache)
+    resolver = _resolver_class()(
+        store_for(settings.state_bucket),
+        settings.model_key,
+        cache,
+        getattr(settings.args, "lora_target_modules", None),
+    )
     if RESOLVER_NAME not in LoRAResolverRegistry.get_supported_resolvers():
         LoRAResolverRegistry.register_resolver(RESOLVER_NAME, resolver)
     return LoRAResolverRegistry.get_resolver(RESOLVER_NAME)

@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def _argv(
     common += ["--gpu-memory-utilization", str(args.gpu_memory_utilization)]
     if adapters is not None:
         common += bench_adapters.server_flags(target, adapters, args)
+    common += shlex.split(args.server_args)
     if target == "container":
         return [
             sys.executable,
@@ -155,21 +157,27 @@ def _profile(
     vocab: int,
     rng: random.Random,
     log_dir: Path,
+    models: tuple[str, ...] = ("bench",),
+    label: str = "",
 ) -> None:
-    """Sample the server's Python stacks with py-spy under load (an extra, unrecorded level)."""
+    """Sample the server's Python stacks with py-spy under load (an extra, unrecorded level).
+
+    `--subprocesses` takes in vLLM's engine process too: each stack starts with its process.
+    """
     import shutil
 
     spy = shutil.which("py-spy")
     if spy is None:
         print("   py-spy not found: no profile", flush=True)
         return
-    out = log_dir / f"{target}.pyspy.txt"
+    name = f"{target}.pyspy{label}"
     sampler = subprocess.Popen(
         [
             spy,
             "record",
             "--pid",
             str(pid),
+            "--subprocesses",
             "--duration",
             str(args.profile_seconds),
             "--rate",
@@ -178,14 +186,15 @@ def _profile(
             "raw",
             "--nonblocking",
             "--output",
-            str(out),
+            str(log_dir / f"{name}.txt"),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=(log_dir / f"{target}.pyspy.log").open("w"),
+        stderr=(log_dir / f"{name}.log").open("w"),
     )
     concurrency = args.profile_concurrency
     prompts = make_prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
-    run_async(_load_while(sampler, run_level(url, concurrency, prompts, args.output_tokens, True)))
+    level = run_level(url, concurrency, prompts, args.output_tokens, True, models)
+    run_async(_load_while(sampler, level))
     sampler.wait(timeout=args.profile_seconds + 60)
 
 
@@ -217,6 +226,9 @@ def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResul
                 measured = bench_adapters.measure(target, url, adapters, args, vocab, rng)
                 adapter_results.append(measured)
                 results.append(result)
+                if args.profile_seconds:  # the base model, then the mix: what the mix adds
+                    for label, models in (("-base", ("bench",)), ("-mix", adapters.mix)):
+                        _profile(process.pid, target, args, url, vocab, rng, log_dir, models, label)
                 continue
             stream = target != "blocking"
             run_async(
@@ -283,6 +295,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blocking-max-concurrency", type=int, default=64)
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--dtype", default="auto")
+    parser.add_argument(
+        "--server-args",
+        default="",
+        help="more engine/server flags for every target, as one string (e.g. "
+        '"--lora-target-modules q_proj v_proj")',
+    )
     parser.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--seed", type=int, default=0)
@@ -297,7 +315,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--profile-seconds",
         type=int,
         default=0,
-        help="after the levels, sample each server with py-spy for this long",
+        help="after the levels, sample each server and its engine process with py-spy for this "
+        "long (adapter mode: once under the base model, once under the mix)",
     )
     parser.add_argument("--profile-concurrency", type=int, default=64)
     parser.add_argument(

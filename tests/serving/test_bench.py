@@ -44,3 +44,12 @@ def test_report_gives_ratios_to_vllm_at_the_same_concurrency() -> None:
     assert "| 0.980 |" in row
     assert "+2.0" in row
     assert "container/vLLM 0.50×" in table
+
+
+def test_server_args_reach_every_target_as_separate_flags() -> None:
+    from serving.bench import _argv, parse_args
+
+    args = parse_args(["--model", "/m", "--server-args", "--lora-target-modules q_proj v_proj"])
+    for target in ("container", "vllm"):
+        argv = _argv(target, args, 8000)
+        assert argv[-3:] == ["--lora-target-modules", "q_proj", "v_proj"]
