@@ -260,6 +260,12 @@ def install_resolver(settings: Settings) -> Any:
         cache,
         getattr(settings.args, "lora_target_modules", None),
     )
+    if not getattr(settings.args, "lora_target_modules", None):
+        logger.info(
+            "LoRA layers on every linear layer: a batch mixing adapters runs the LoRA kernels on "
+            "all of them; adapters trained on fewer modules serve faster with "
+            "--lora-target-modules naming those (docs/benchmarks.md, Adapters)"
+        )
     if RESOLVER_NAME not in LoRAResolverRegistry.get_supported_resolvers():
         LoRAResolverRegistry.register_resolver(RESOLVER_NAME, resolver)
     return LoRAResolverRegistry.get_resolver(RESOLVER_NAME)
