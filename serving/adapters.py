@@ -119,7 +119,8 @@ _HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own cap on a header's size
 
 
 def adapter_modules(folder: Path) -> set[str]:
-    """The modules an adapter has LoRA weights for, as full names and suffixes, from its header."""
+    """The modules an adapter has LoRA weights for (`model.layers.0.self_attn.q_proj`), read from
+    its safetensors header; tensors without `.lora_` in their key (modules_to_save) are not LoRA."""
     import struct
 
     path = folder / "adapter_model.safetensors"

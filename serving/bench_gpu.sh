@@ -4,7 +4,7 @@
 # (arguments after CONCURRENCY go to serving.bench as they are, e.g. --server-args "--flag value").
 # BENCH_EXTRA="--startup 3" measures time to ready instead (cold, restored compile cache, vllm serve).
 set -euo pipefail
-out=${1:?usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY]}
+out=${1:?usage: bench_gpu.sh OUT_DIR [TARGETS] [CONCURRENCY] [BENCH ARGS...]}
 targets=${2:-container,vllm}
 concurrency=${3:-1,16,64,256}
 model=${MODEL_DIR:-/tmp/gemma-2b-random}
