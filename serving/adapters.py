@@ -115,22 +115,18 @@ class AdapterCache:
 
 # vLLM's packed layers as adapters name their parts: --lora-target-modules qkv_proj covers q_proj.
 _PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
-_HEADER_LIMIT = 100 * 1024 * 1024  # safetensors' own cap on a header's size
 
 
 def adapter_modules(folder: Path) -> set[str]:
-    """The modules an adapter has LoRA weights for (`model.layers.0.self_attn.q_proj`), read from
-    its safetensors header; tensors without `.lora_` in their key (modules_to_save) are not LoRA."""
-    import struct
+    """The modules an adapter has LoRA weights for (`model.layers.0.self_attn.q_proj`), from its
+    safetensors header; tensors without `.lora_` in their key (modules_to_save) are not LoRA."""
+    from safetensors import safe_open
 
     path = folder / "adapter_model.safetensors"
     try:
-        with path.open("rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > _HEADER_LIMIT:
-                raise ValueError(f"a {length}-byte header")
-            keys = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error) as error:
+        with safe_open(str(path), framework="pt") as handle:  # reads the header only
+            keys = list(handle.keys())
+    except Exception as error:  # safetensors' own error for a bad header, or the OS's
         raise AdapterError(f"{path.name} is unreadable: {error}") from None
     modules = {key.split(".lora_", 1)[0] for key in keys if ".lora_" in key}
     return {m.removeprefix("base_model.model.") for m in modules}
@@ -255,13 +251,11 @@ def install_resolver(settings: Settings) -> Any:
     # vLLM consults resolvers only while runtime LoRA updating is on; it reads this at request time.
     os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
     cache = AdapterCache(settings.cache_dir / "adapters", settings.adapter_cache_size)
+    targets = getattr(settings.args, "lora_target_modules", None)
     resolver = _resolver_class()(
-        store_for(settings.state_bucket),
-        settings.model_key,
-        cache,
-        getattr(settings.args, "lora_target_modules", None),
+        store_for(settings.state_bucket), settings.model_key, cache, targets
     )
-    if not getattr(settings.args, "lora_target_modules", None):
+    if not targets:
         logger.info(
             "LoRA layers on every linear layer: a batch mixing adapters runs the LoRA kernels on "
             "all of them; adapters trained on fewer modules serve faster with "
