@@ -4,6 +4,7 @@ Fixed prompt and output lengths (ignore EOS), distinct random token prompts, con
 Prints throughput, p50/p99 latency, time to first token and time to ready, with ratios to plain vLLM.
   python -m serving.bench --model DIR [--concurrency 1,16,64] [--targets container,vllm,blocking]
 With --startup N: time to ready only, cold / restored compile cache / vllm serve (serving/bench_startup.py).
+With --interleave N: every target up at once, N rounds of the levels taken in turns (serving/bench_interleave.py).
 With --adapters N (container and vllm only): N random-weight LoRA adapters served mixed against the
 base model on the same server, and the first request to each of --first-adapters fresh ones timed.
 """
@@ -28,7 +29,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from serving import bench_adapters, bench_startup
+from serving import bench_adapters, bench_interleave, bench_startup
 from serving.bench_adapters import AdapterResult, AdapterSet
 from serving.bench_load import make_prompts, run_async, run_level
 from serving.bench_report import TargetResult, plot, report
@@ -337,6 +338,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=",".join(bench_startup.CONDITIONS),
         type=lambda s: [c for c in s.split(",") if c],
     )
+    parser.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        help="interleaved mode: start every target at once (give each its share of "
+        "--gpu-memory-utilization) and run this many rounds of the levels, ABBA",
+    )
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--plot", type=Path, help="write a PNG of throughput vs concurrency here")
     parser.add_argument("--title", default="serving throughput")
@@ -349,6 +357,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"unknown startup conditions {sorted(odd)}")
     if args.adapters and "blocking" in args.targets:
         parser.error("--adapters measures the container and vllm targets only")
+    if args.interleave and (
+        "blocking" in args.targets or "vllm" not in args.targets or len(args.targets) < 2
+    ):
+        parser.error("--interleave compares the container with vllm: --targets container,vllm")
+    if args.interleave and (args.adapters or args.startup or args.profile_seconds):
+        parser.error(
+            "--interleave does not combine with --adapters, --startup or --profile-seconds"
+        )
     return args
 
 
@@ -363,6 +379,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     {"args": {k: str(v) for k, v in vars(args).items()}, **startup}, indent=2
                 )
             )
+        return
+    if args.interleave:
+        bench_interleave.main(args, lambda target: _start(target, args, Path(args.log_dir)), _stop)
         return
     results, adapter_results = run(args)
     table = report(results) if not adapter_results else ""

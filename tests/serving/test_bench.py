@@ -53,3 +53,40 @@ def test_server_args_reach_every_target_as_separate_flags() -> None:
     for target in ("container", "vllm"):
         argv = _argv(target, args, 8000)
         assert argv[-3:] == ["--lora-target-modules", "q_proj", "v_proj"]
+
+
+def test_interleaved_rounds_alternate_and_pool_ratios_per_concurrency() -> None:
+    """ABBA order; each round's ratio is to vLLM in the same round, pooled as a geometric mean."""
+    from serving.bench_interleave import InterleavedResult, order, summary, table
+
+    assert order(["container", "vllm"], 0) == ["container", "vllm"]
+    assert order(["container", "vllm"], 1) == ["vllm", "container"]
+    result = InterleavedResult(["container", "vllm"], {"container": 40.0, "vllm": 50.0})
+    for mine, theirs in ((990.0, 1000.0), (1100.0, 1000.0)):
+        result.rounds.append(
+            {
+                "container": [_level(1, mine / 10, 0.321), _level(16, mine, 0.400)],
+                "vllm": [_level(1, theirs / 10, 0.320), _level(16, theirs, 0.400)],
+            }
+        )
+    rows = {row["concurrency"]: row for row in summary(result)}
+    assert rows[1]["ratios"] == [0.99, 1.1]
+    assert rows[16]["geomean"] == round((0.99 * 1.1) ** 0.5, 4)
+    assert (rows[16]["min"], rows[16]["max"]) == (0.99, 1.1)
+    assert rows[1]["p50_added_ms"] == 1.0
+    assert "| container | 16 | 1,045 | 1,000 | 0.990, 1.100 | **1.044** |" in table(result)
+
+
+def test_interleave_is_refused_where_it_cannot_compare() -> None:
+    import pytest
+
+    from serving.bench import parse_args
+
+    assert parse_args(["--model", "/m", "--targets", "container,vllm", "--interleave", "2"])
+    for bad in (["--targets", "container"], ["--targets", "container,vllm,blocking"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--model", "/m", "--interleave", "2", *bad])
+    with pytest.raises(SystemExit):
+        parse_args(
+            ["--model", "/m", "--targets", "container,vllm", "--interleave", "2", "--adapters", "3"]
+        )
