@@ -181,12 +181,21 @@ def _resolver_class() -> Any:
             self.model = model
             self.cache = cache
             self.targets = targets  # --lora-target-modules, or None: LoRA on every module
+            self.runtime_routes = False  # the operator set VLLM_ALLOW_RUNTIME_LORA_UPDATING
             self.models: Any = None  # vLLM's OpenAIServingModels, once the server is built
 
-        def attach(self, models: Any) -> None:
-            """Count uses through vLLM's registry and unload evicted adapters from it."""
-            self.models = models
+        def attach(self, app: Any) -> None:
+            """Count uses through vLLM's registry (of its built `app`) and unload evicted
+            adapters from it; take out the runtime loading routes unless the operator asked."""
+            self.models = models = app.state.openai_serving_models
             models.lora_requests = UsedLoras(models.lora_requests, self.cache)
+            if not self.runtime_routes:
+                if dropped := drop_runtime_loading(app):
+                    logger.info(
+                        "vLLM's runtime adapter routes are off: adapters come from the bucket, "
+                        "checked on upload; VLLM_ALLOW_RUNTIME_LORA_UPDATING=1 keeps them",
+                        extra={"paths": dropped},
+                    )
 
         async def resolve_lora(self, base_model_name: str, lora_name: str) -> Any:
             if "/" in lora_name or lora_name.startswith("."):
@@ -249,6 +258,8 @@ def install_resolver(settings: Settings) -> Any:
     from vllm.lora.resolver import LoRAResolverRegistry
 
     # vLLM consults resolvers only while runtime LoRA updating is on; it reads this at request time.
+    # It also adds routes that load any folder by path while it is on (attach takes those out).
+    asked = os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").strip().lower() in ("1", "true")
     os.environ["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "1"
     cache = AdapterCache(settings.cache_dir / "adapters", settings.adapter_cache_size)
     targets = getattr(settings.args, "lora_target_modules", None)
@@ -263,4 +274,42 @@ def install_resolver(settings: Settings) -> Any:
         )
     if RESOLVER_NAME not in LoRAResolverRegistry.get_supported_resolvers():
         LoRAResolverRegistry.register_resolver(RESOLVER_NAME, resolver)
-    return LoRAResolverRegistry.get_resolver(RESOLVER_NAME)
+    registered: Any = LoRAResolverRegistry.get_resolver(RESOLVER_NAME)  # the first, per process
+    registered.runtime_routes = asked
+    return registered
+
+
+# What vLLM adds while VLLM_ALLOW_RUNTIME_LORA_UPDATING is on (vllm/entrypoints/serve/lora/
+# api_router.py, and the SageMaker standards' LoRA routes its app bootstraps from the same
+# handlers): each loads an adapter from any path on the replica's disk or the Hub, past on_upload's
+# checks (safetensors only, base model, rank) and --lora-target-modules. vLLM itself warns that
+# they are for local development only; without the variable, `vllm serve` has none of them.
+RUNTIME_LOADING_PATHS = frozenset(
+    {"/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/adapters", "/adapters/{adapter_name}"}
+)
+
+
+def drop_runtime_loading(app: Any) -> list[str]:
+    """Take vLLM's runtime adapter routes out of its built `app`; returns the paths taken out.
+
+    They then answer as in `vllm serve` without the variable: 404, as any path it does not have.
+    """
+    routes = app.router.routes
+    dropped = [r.path for r in routes if getattr(r, "path", None) in RUNTIME_LOADING_PATHS]
+    routes[:] = [r for r in routes if getattr(r, "path", None) not in RUNTIME_LOADING_PATHS]
+    return sorted(set(dropped))
+
+
+def check_static_adapters(args: Any) -> None:
+    """Refuse, before the engine loads, a --lora-modules adapter with weights the deployment's
+    --lora-target-modules leaves out: vLLM would load it and serve it without those weights."""
+    targets = getattr(args, "lora_target_modules", None)
+    for module in getattr(args, "lora_modules", None) or ():
+        folder = Path(str(module.path))
+        if not targets or not (folder / "adapter_model.safetensors").is_file():
+            continue  # vLLM's own checks answer a folder it cannot load (or a Hub name)
+        if outside := modules_outside(folder, targets):
+            raise AdapterError(
+                f"--lora-modules {module.name} ({folder}) has weights for {', '.join(outside)}, "
+                f"and --lora-target-modules applies LoRA only to {', '.join(targets)}"
+            )

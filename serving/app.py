@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from serving import compile_key, weights
 from serving.activity import Activity
-from serving.adapters import install_resolver
+from serving.adapters import check_static_adapters, install_resolver
 from serving.compile_cache import Keeper
 from serving.engine import Phase, load
 from serving.errors import ServingError, Unavailable
@@ -70,10 +70,11 @@ async def _load(app: FastAPI) -> None:
     keeper = compile_cache_keeper(settings)
     before_engine = {"compile_cache_restore": keeper.restore} if keeper else {}
     try:
+        check_static_adapters(settings.args)
         resolver = install_resolver(settings)
         engine = await load(settings.args, prepare, settings.model_name, phases, before_engine)
         if resolver is not None:
-            resolver.attach(engine.app.state.openai_serving_models)
+            resolver.attach(engine.app)
     except Exception as error:
         app.state.phase = Phase.FAILED
         app.state.failure = f"{type(error).__name__}: {error}"

@@ -116,3 +116,35 @@ def test_the_resolver_takes_the_deployments_target_modules(
     env = {"MODELDROP_MODEL": MODEL, "MODELDROP_STATE_BUCKET": str(tmp_path)}
     settings = Settings.load([*argv, "--cache-dir", str(tmp_path / "c")], env)
     assert install_resolver(settings).targets == ["q_proj", "v_proj"]
+
+
+def test_a_preloaded_adapter_outside_the_target_modules_is_refused_before_the_engine(
+    tmp_path: Path, tiny_model: Path, launch: Any
+) -> None:
+    """--lora-modules adapters are checked at start: the container ends FAILED with the reason
+    (vLLM would load the adapter and serve it without its MLP weights) and exits, no engine built."""
+    from local.processes import ProcessError
+
+    mlp = _adapter(tmp_path / "mlp", ("q_proj", "down_proj"))
+    args = ["--model", str(tiny_model), "--enable-lora", "--max-lora-rank", "8"]
+    args += ["--lora-modules", f"mlp={mlp}", "--lora-target-modules", "q_proj", "v_proj"]
+    with pytest.raises(ProcessError) as failed:
+        launch(args, tmp_path / "serving.log", timeout_s=90)
+    log = failed.value.args[0]
+    assert f"--lora-modules mlp ({mlp}) has weights for down_proj" in log
+    assert "EngineCore" not in log  # refused before vLLM's engine process started
+
+
+def test_the_static_check_reads_vllms_parsed_lora_modules(tmp_path: Path) -> None:
+    from serving.adapters import check_static_adapters
+
+    attn, mlp = (
+        _adapter(tmp_path / "attn", ("q_proj", "v_proj")),
+        _adapter(tmp_path / "mlp", ("up_proj",)),
+    )
+    base = ["--model", "/m", "--enable-lora", "--lora-modules", f"attn={attn}", f"mlp={mlp}"]
+    check_static_adapters(Settings.load(base, {}).args)  # no targets: LoRA on every module
+    targeted = Settings.load([*base, "--lora-target-modules", "qkv_proj", "gate_up_proj"], {})
+    check_static_adapters(targeted.args)  # packed names cover their parts
+    with pytest.raises(AdapterError, match=r"--lora-modules mlp .* has weights for up_proj"):
+        check_static_adapters(Settings.load([*base, "--lora-target-modules", "qkv_proj"], {}).args)

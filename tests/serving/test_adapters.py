@@ -215,6 +215,19 @@ def test_an_unknown_adapter_answers_404_like_an_unknown_model(http: httpx.Client
     assert "no-such-adapter" not in {c["id"] for c in http.get("/v1/models").json()["data"]}
 
 
+def test_vllms_runtime_loading_routes_are_off_as_in_vllm_serve_by_default(
+    http: httpx.Client, server: Any
+) -> None:
+    """Serving adapters from the bucket turns on vLLM's runtime LoRA updating (its resolvers need
+    it), which also adds routes loading any path on the replica past on_upload's checks. They
+    answer 404, as in `vllm serve` without the variable, and the log says why and how to keep them."""
+    body = {"lora_name": "sideload", "lora_path": "/tmp"}
+    for path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/adapters"):
+        assert http.post(path, json=body).status_code == 404, path
+    assert "sideload" not in _loaded(http)
+    assert "vLLM's runtime adapter routes are off" in server.child.log_tail(400)
+
+
 def test_an_adapter_whose_files_fail_the_crc32c_check_is_refused(
     http: httpx.Client, server: Any
 ) -> None:
