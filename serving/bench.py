@@ -12,8 +12,6 @@ base model on the same server, and the first request to each of --first-adapters
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import os
 import random
@@ -27,11 +25,11 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from serving import bench_adapters, bench_interleave, bench_startup
 from serving.bench_adapters import AdapterResult, AdapterSet
 from serving.bench_load import make_prompts, run_async, run_level
+from serving.bench_profile import profile
 from serving.bench_report import TargetResult, plot, report
 
 TARGETS = ("container", "vllm", "blocking")
@@ -150,65 +148,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def _profile(
-    pid: int,
-    target: str,
-    args: argparse.Namespace,
-    url: str,
-    vocab: int,
-    rng: random.Random,
-    log_dir: Path,
-    models: tuple[str, ...] = ("bench",),
-    label: str = "",
-) -> None:
-    """Sample the server's Python stacks with py-spy under load (an extra, unrecorded level).
-
-    `--subprocesses` takes in vLLM's engine process too: each stack starts with its process.
-    """
-    import shutil
-
-    spy = shutil.which("py-spy")
-    if spy is None:
-        print("   py-spy not found: no profile", flush=True)
-        return
-    name = f"{target}.pyspy{label}"
-    sampler = subprocess.Popen(
-        [
-            spy,
-            "record",
-            "--pid",
-            str(pid),
-            "--subprocesses",
-            "--duration",
-            str(args.profile_seconds),
-            "--rate",
-            "250",
-            "--format",
-            "raw",
-            "--nonblocking",
-            "--output",
-            str(log_dir / f"{name}.txt"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=(log_dir / f"{name}.log").open("w"),
-    )
-    concurrency = args.profile_concurrency
-    prompts = make_prompts(concurrency * 40, args.prompt_tokens, vocab, rng)
-    level = run_level(url, concurrency, prompts, args.output_tokens, True, models)
-    run_async(_load_while(sampler, level))
-    sampler.wait(timeout=args.profile_seconds + 60)
-
-
-async def _load_while(sampler: subprocess.Popen[bytes], level: Any) -> None:
-    """Keep the load on while py-spy samples; stop it (mid-stream) once the sampler ends."""
-    task = asyncio.ensure_future(level)
-    while sampler.poll() is None and not task.done():
-        await asyncio.sleep(0.2)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
-
-
 def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResult]]:
     vocab = int(json.loads((Path(args.model) / "config.json").read_text())["vocab_size"])
     log_dir = Path(args.log_dir)
@@ -229,7 +168,7 @@ def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResul
                 results.append(result)
                 if args.profile_seconds:  # the base model, then the mix: what the mix adds
                     for label, models in (("-base", ("bench",)), ("-mix", adapters.mix)):
-                        _profile(process.pid, target, args, url, vocab, rng, log_dir, models, label)
+                        profile(process.pid, target, args, url, vocab, rng, log_dir, models, label)
                 continue
             stream = target != "blocking"
             run_async(
@@ -259,7 +198,7 @@ def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResul
                     flush=True,
                 )
             if args.profile_seconds:
-                _profile(process.pid, target, args, url, vocab, rng, log_dir)
+                profile(process.pid, target, args, url, vocab, rng, log_dir)
         finally:
             _stop(process)
         results.append(result)
