@@ -138,15 +138,20 @@ def modules_outside(folder: Path, targets: list[str] | None) -> list[str]:
     vLLM puts LoRA layers only on the target modules and loads an adapter's other weights without
     applying them: served so, the adapter would answer as another model. So they are refused here.
     """
+    return names_outside(adapter_modules(folder), targets) if targets else []
+
+
+def names_outside(modules: Any, targets: list[str] | None) -> list[str]:
+    """Of `modules` (full names or suffixes), the suffixes --lora-target-modules leaves out."""
     if not targets:
         return []
     allowed = set(targets)
     for target in targets:
         allowed.update(_PACKED.get(target, ()))
     outside = {
-        module.rsplit(".", 1)[-1]
-        for module in adapter_modules(folder)
-        if module not in allowed and module.rsplit(".", 1)[-1] not in allowed
+        str(module).rsplit(".", 1)[-1]
+        for module in modules
+        if module not in allowed and str(module).rsplit(".", 1)[-1] not in allowed
     }
     return sorted(outside)
 
@@ -212,12 +217,14 @@ def _resolver_class() -> Any:
                     lora_name,
                 ):
                     raise AdapterError(f"the record is not for {self.model}/{lora_name}")
+                # The record names its modules (on_upload read them): refused before any download.
+                # Records from before it did are checked on the fetched files.
+                recorded = record.get("modules")
+                if isinstance(recorded, list):
+                    self._check_targets(recorded)
                 path = await asyncio.to_thread(self.cache.fetch, record)
-                if outside := modules_outside(path, self.targets):
-                    raise AdapterError(
-                        f"it has weights for {', '.join(outside)}, and this deployment applies "
-                        f"LoRA only to {', '.join(self.targets or ())} (--lora-target-modules)"
-                    )
+                if self.targets:
+                    self._check_targets(adapter_modules(path))
             except (ValueError, AdapterError, weights.WeightsError) as error:
                 # Found but unusable. vLLM would answer its 400 without the reason, so the request
                 # middleware answers this one (serving.errors), naming the adapter and the cause.
@@ -233,6 +240,13 @@ def _resolver_class() -> Any:
             # vLLM replaces this id with its own counter's next value (OpenAIServingModels.
             # resolve_lora), so every adapter, and every reload of one, gets an id of its own.
             return LoRARequest(lora_name=lora_name, lora_int_id=1, lora_path=str(path))
+
+        def _check_targets(self, modules: Any) -> None:
+            if outside := names_outside(modules, self.targets):
+                raise AdapterError(
+                    f"it has weights for {', '.join(outside)}, and this deployment applies "
+                    f"LoRA only to {', '.join(self.targets or ())} (--lora-target-modules)"
+                )
 
         async def _evict(self, name: str) -> None:
             # Out of vLLM's registry before the folder goes: a request that finds the name there

@@ -206,8 +206,10 @@ def _checked(
         ),
     )
     problems += header.problems
+    shapes: dict[str, list[int]] = {}
     if not problems and isinstance(rank, int):
-        problems += _base_problems(folder, ctx, header_shapes(folder, ctx, weights.size), rank)
+        shapes = header_shapes(folder, ctx, weights.size)
+        problems += _base_problems(folder, ctx, shapes, rank)
     files = [
         {"name": name, "size": o.size, "crc32c": o.crc32c}
         for name, o in sorted(listing.items())
@@ -219,9 +221,16 @@ def _checked(
         "uri": folder.uri,
         "rank": rank,
         "base_model_name_or_path": config.get("base_model_name_or_path"),
+        # What serving checks against a deployment's --lora-target-modules before it downloads.
+        "modules": lora_modules(shapes),
         "files": files,
     }
     return record, problems
+
+
+def lora_modules(shapes: dict[str, list[int]]) -> list[str]:
+    """The module names an adapter has LoRA matrices for (`q_proj`, `down_proj`), sorted."""
+    return sorted({k.split(".lora_", 1)[0].rsplit(".", 1)[-1] for k in shapes if ".lora_" in k})
 
 
 def header_shapes(folder: AdapterFolder, ctx: Context, size: int) -> dict[str, list[int]]:

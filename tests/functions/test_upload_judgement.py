@@ -257,6 +257,7 @@ def test_an_adapter_is_validated_and_recorded_for_serving(vertex_url: str) -> No
     assert found is not None
     record = json.loads(found.data)
     assert (record["name"], record["rank"]) == ("sql", 8)
+    assert record["modules"] == ["q_proj"]  # from the header: serving checks its target modules
     assert {f["name"] for f in record["files"]} == {
         "adapter_config.json",
         "adapter_model.safetensors",

@@ -90,6 +90,24 @@ def test_an_adapter_with_weights_outside_the_target_modules_is_refused_by_name(
     assert "q_proj, k_proj, v_proj, o_proj (--lora-target-modules)" in message
 
 
+def test_a_record_naming_its_modules_is_refused_before_any_download(tmp_path: Path) -> None:
+    """on_upload records the adapter's modules; an adapter outside the targets is then refused
+    from its record alone: nothing fetched, no storage client built."""
+    resolver = _resolver(tmp_path, ["q_proj", "v_proj"])
+    record = {
+        "model": MODEL,
+        "name": "mlp",
+        "uri": "gs://w/mlp/",
+        "modules": ["down_proj", "q_proj"],
+    }
+    record["files"] = [{"name": "adapter_model.safetensors", "size": 10, "crc32c": "AAAAAA=="}]
+    (tmp_path / "state" / "adapters" / MODEL).mkdir(parents=True)
+    (tmp_path / "state" / "adapters" / MODEL / "mlp.json").write_text(json.dumps(record))
+    with pytest.raises(AdapterError, match=r"it has weights for down_proj, and this deployment"):
+        asyncio.run(resolver.resolve_lora(MODEL, "mlp"))
+    assert not (tmp_path / "cache" / "adapters" / "mlp").exists()
+
+
 def test_without_target_modules_every_adapter_is_served(tmp_path: Path) -> None:
     resolver = _resolver(tmp_path, None, mlp=("q_proj", "gate_proj", "down_proj"))
     assert asyncio.run(resolver.resolve_lora(MODEL, "mlp")).lora_name == "mlp"
