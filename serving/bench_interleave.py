@@ -88,6 +88,16 @@ def run(args: argparse.Namespace, vocab: int, start: Start, stop: Stop) -> Inter
     return result
 
 
+def _ratio(mine: float, theirs: float) -> float:
+    return mine / theirs if mine > 0 and theirs > 0 else math.nan
+
+
+def _geomean(values: list[float]) -> float:
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return math.exp(statistics.fmean(map(math.log, values)))
+
+
 def summary(result: InterleavedResult, base: str = "vllm") -> list[dict[str, Any]]:
     """Per target other than `base` and per concurrency: each round's ratio and their pooled figures."""
     rows: list[dict[str, Any]] = []
@@ -96,14 +106,15 @@ def summary(result: InterleavedResult, base: str = "vllm") -> list[dict[str, Any
     for target in (t for t in result.targets if t != base):
         for index, level in enumerate(result.rounds[0][target]):
             pairs = [(r[target][index], r[base][index]) for r in result.rounds]
-            ratios = [mine.tokens_per_s / theirs.tokens_per_s for mine, theirs in pairs]
+            # A level whose requests all failed has no rate: its ratio, and the pool, are NaN.
+            ratios = [_ratio(mine.tokens_per_s, theirs.tokens_per_s) for mine, theirs in pairs]
             added = [(mine.latency_p50_s - theirs.latency_p50_s) * 1000 for mine, theirs in pairs]
             rows.append(
                 {
                     "target": target,
                     "concurrency": level.concurrency,
                     "ratios": [round(r, 4) for r in ratios],
-                    "geomean": round(math.exp(statistics.fmean(map(math.log, ratios))), 4),
+                    "geomean": round(_geomean(ratios), 4),
                     "min": round(min(ratios), 4),
                     "max": round(max(ratios), 4),
                     "p50_added_ms": round(statistics.median(added), 2),

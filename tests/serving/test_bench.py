@@ -90,3 +90,16 @@ def test_interleave_is_refused_where_it_cannot_compare() -> None:
         parse_args(
             ["--model", "/m", "--targets", "container,vllm", "--interleave", "2", "--adapters", "3"]
         )
+
+
+def test_a_level_with_no_output_makes_the_pool_nan_not_a_crash() -> None:
+    import math
+
+    from serving.bench_interleave import InterleavedResult, summary, table
+
+    result = InterleavedResult(["container", "vllm"], {"container": 1.0, "vllm": 1.0})
+    result.rounds.append({"container": [_level(1, 0.0, 0.3)], "vllm": [_level(1, 100.0, 0.3)]})
+    result.rounds.append({"container": [_level(1, 99.0, 0.3)], "vllm": [_level(1, 100.0, 0.3)]})
+    (row,) = summary(result)
+    assert math.isnan(row["geomean"]) and row["ratios"][1] == 0.99
+    assert "**nan**" in table(result)
