@@ -224,6 +224,7 @@ def test_vllms_runtime_loading_routes_are_off_as_in_vllm_serve_by_default(
     body = {"lora_name": "sideload", "lora_path": "/tmp"}
     for path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/adapters"):
         assert http.post(path, json=body).status_code == 404, path
+    assert http.delete("/adapters/sideload").status_code == 404  # SageMaker's unregister route
     assert "sideload" not in _loaded(http)
     assert "vLLM's runtime adapter routes are off" in server.child.log_tail(400)
 
