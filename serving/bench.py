@@ -28,7 +28,7 @@ from pathlib import Path
 
 from serving import bench_adapters, bench_interleave, bench_startup
 from serving.bench_adapters import AdapterResult, AdapterSet
-from serving.bench_load import make_prompts, run_async, run_level
+from serving.bench_load import level_requests, make_prompts, model_vocab, run_async, run_level
 from serving.bench_profile import profile
 from serving.bench_report import TargetResult, plot, report
 
@@ -149,7 +149,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResult]]:
-    vocab = int(json.loads((Path(args.model) / "config.json").read_text())["vocab_size"])
+    vocab = model_vocab(args.model)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     results: list[TargetResult] = []
@@ -183,9 +183,7 @@ def run(args: argparse.Namespace) -> tuple[list[TargetResult], list[AdapterResul
             for concurrency in args.concurrency:
                 if target == "blocking" and concurrency > args.blocking_max_concurrency:
                     continue
-                count = args.requests or max(
-                    args.min_requests, concurrency * args.requests_per_slot
-                )
+                count = level_requests(concurrency, args)
                 if target == "blocking":
                     count = max(8, concurrency)  # one at a time: keep its run short
                 prompts = make_prompts(count, args.prompt_tokens, vocab, rng)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.bench_load import Level, percentile, run_async, run_level
+from serving.bench_load import Level, level_requests, percentile, run_async, run_level
 
 MODEL_KEY = "bench-model"  # MODELDROP_MODEL: the records' model
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -191,7 +191,7 @@ def measure(
     warm = make_prompts(len(adapters.mix), args.prompt_tokens, vocab, rng)
     run_async(run_level(url, len(adapters.mix), warm, 4, True, adapters.mix))
     for concurrency in args.concurrency:
-        count = args.requests or max(args.min_requests, concurrency * args.requests_per_slot)
+        count = level_requests(concurrency, args)
         for kind in ("base", "mix", "mix", "base"):  # ABBA: drift within the run cancels
             models = adapters.mix if kind == "mix" else ("bench",)
             prompts = make_prompts(count, args.prompt_tokens, vocab, rng)

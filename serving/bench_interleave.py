@@ -23,7 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from serving.bench_load import Level, make_prompts, run_async, run_level
+from serving.bench_load import (
+    Level,
+    level_requests,
+    make_prompts,
+    model_vocab,
+    run_async,
+    run_level,
+)
 
 Start = Callable[[str], tuple[Any, str, float]]  # target -> (process, url, time to ready)
 Stop = Callable[[Any], None]
@@ -40,10 +47,6 @@ class InterleavedResult:
 def order(targets: Sequence[str], round_number: int) -> list[str]:
     """ABBA: the targets as given at even rounds, reversed at odd ones."""
     return list(targets) if round_number % 2 == 0 else list(reversed(targets))
-
-
-def level_count(concurrency: int, args: argparse.Namespace) -> int:
-    return int(args.requests or max(args.min_requests, concurrency * args.requests_per_slot))
 
 
 def run(args: argparse.Namespace, vocab: int, start: Start, stop: Stop) -> InterleavedResult:
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace, vocab: int, start: Start, stop: Stop) -> Inter
             for concurrency in args.concurrency:
                 # The same fresh prompts for every target in this round and level.
                 rng = random.Random(f"{args.seed}-{number}-{concurrency}")
-                count = level_count(concurrency, args)
+                count = level_requests(concurrency, args)
                 prompts = make_prompts(count, args.prompt_tokens, vocab, rng)
                 for target in order(targets, number):
                     level = run_async(
@@ -153,7 +156,7 @@ def table(result: InterleavedResult, base: str = "vllm") -> str:
 
 def main(args: argparse.Namespace, start: Start, stop: Stop) -> None:
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
-    vocab = int(json.loads((Path(args.model) / "config.json").read_text())["vocab_size"])
+    vocab = model_vocab(args.model)
     result = run(args, vocab, start, stop)
     text = table(result)
     print(text)

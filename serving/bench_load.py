@@ -8,6 +8,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -138,6 +139,16 @@ async def run_level(
         ttft_p50_s=round(percentile(ttfts, 0.5), 4),
         ttft_p99_s=round(percentile(ttfts, 0.99), 4),
     )
+
+
+def level_requests(concurrency: int, args: Any) -> int:
+    """Requests in one level: --requests, else --requests-per-slot each, at least --min-requests."""
+    return int(args.requests or max(args.min_requests, concurrency * args.requests_per_slot))
+
+
+def model_vocab(model: Any) -> int:
+    """The model folder's vocabulary size (prompts are random token ids below it)."""
+    return int(json.loads((Path(model) / "config.json").read_text())["vocab_size"])
 
 
 def make_prompts(count: int, length: int, vocab: int, rng: random.Random) -> list[list[int]]:
