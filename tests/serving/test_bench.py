@@ -69,12 +69,32 @@ def test_interleaved_rounds_alternate_and_pool_ratios_per_concurrency() -> None:
                 "vllm": [_level(1, theirs / 10, 0.320), _level(16, theirs, 0.400)],
             }
         )
+        result.api_cpu_ms.append({"container": [0.2, 0.1], "vllm": [0.3, 0.1]})
     rows = {row["concurrency"]: row for row in summary(result)}
     assert rows[1]["ratios"] == [0.99, 1.1]
     assert rows[16]["geomean"] == round((0.99 * 1.1) ** 0.5, 4)
     assert (rows[16]["min"], rows[16]["max"]) == (0.99, 1.1)
     assert rows[1]["p50_added_ms"] == 1.0
+    assert (rows[1]["api_cpu_ms_per_token"], rows[1]["base_api_cpu_ms_per_token"]) == (0.2, 0.3)
     assert "| container | 16 | 1,045 | 1,000 | 0.990, 1.100 | **1.044** |" in table(result)
+    assert "| +0.0 | 0.100 / 0.100 | 0 |" in table(result)
+
+
+def test_the_api_process_cpu_is_read_per_process_and_per_token() -> None:
+    """User + system seconds of one PID from /proc (a busy loop here adds to it), per output token."""
+    import math
+    import os
+    import time
+
+    from serving.bench_interleave import per_token_ms, process_cpu_s
+
+    before = process_cpu_s(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert process_cpu_s(os.getpid()) - before >= 0.1
+    assert math.isnan(process_cpu_s(2**22 + 1))  # above Linux's PID limit: no such process
+    assert per_token_ms(0.5, 1000) == 0.5 and math.isnan(per_token_ms(0.5, 0))
 
 
 def test_interleave_is_refused_where_it_cannot_compare() -> None:
