@@ -34,6 +34,7 @@ from serving.bench_load import (
     run_async,
     run_level,
 )
+from serving.startup import proc_stat_fields
 
 Start = Callable[[str], tuple[Any, str, float]]  # target -> (process, url, time to ready)
 Stop = Callable[[Any], None]
@@ -52,10 +53,10 @@ class InterleavedResult:
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of one process so far (its children not counted); NaN without /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = proc_stat_fields(f"/proc/{pid}/stat")
     except OSError:
         return math.nan
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[14 - 3]) + int(fields[15 - 3])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def per_token_ms(cpu_s: float, tokens: int) -> float:

@@ -14,6 +14,13 @@ logger = logging.getLogger("serving")
 T = TypeVar("T")
 
 
+def proc_stat_fields(proc_stat: str) -> list[str]:
+    """A /proc/<pid>/stat's fields after the command name (which may hold spaces): field N of
+    proc(5) is at index N - 3. Raises OSError where it can't be read."""
+    with open(proc_stat) as file:
+        return file.read().rsplit(")", 1)[1].split()
+
+
 def process_started_monotonic(proc_stat: str = "/proc/self/stat") -> float:
     """time.monotonic() at this process's start (the kernel's record), or now where it can't be read.
 
@@ -21,10 +28,7 @@ def process_started_monotonic(proc_stat: str = "/proc/self/stat") -> float:
     """
     now = time.monotonic()
     try:
-        with open(proc_stat) as file:
-            # Fields after the command name (which may hold spaces); starttime is the 22nd field.
-            fields = file.read().rsplit(")", 1)[1].split()
-        started_s = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        started_s = int(proc_stat_fields(proc_stat)[22 - 3]) / os.sysconf("SC_CLK_TCK")  # starttime
         age = time.clock_gettime(time.CLOCK_BOOTTIME) - started_s
     except (OSError, IndexError, ValueError, AttributeError):
         return now

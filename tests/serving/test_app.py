@@ -187,6 +187,7 @@ def test_concurrent_requests_run_together(server: Any) -> None:
 
     streams = asyncio.run(asyncio.wait_for(scenario(), timeout=120))
     assert [status for status, _, _ in streams] == [200] * 32
+    assert all(first for _, first, _ in streams), "a stream ended without a token"
     # The most streams generating at once: at each stream's first token, those begun and not ended.
     overlap = max(
         sum(1 for _, first, end in streams if first <= moment < end) for _, moment, _ in streams
