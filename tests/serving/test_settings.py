@@ -174,3 +174,37 @@ def test_the_compile_cache_is_on_with_a_bucket_unless_turned_off(tmp_path: Path)
     }
     xdg = Settings.load(["--model", "/m"], {"XDG_CACHE_HOME": "/x"})
     assert xdg.compile_cache_root == Path("/x/vllm")
+
+
+def test_engine_config_is_the_one_vllm_serve_builds(tiny_model: Path) -> None:
+    """The container's path (its settings, then vLLM's engine config) gives the VllmConfig that
+    `vllm serve`'s own parser gives for the same flags, field by field, the scheduler's included."""
+    import argparse
+    import dataclasses
+
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
+    from vllm.usage.usage_lib import UsageContext
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    from serving.engine import _engine_config
+
+    given = ["--max-model-len", "512", "--max-num-seqs", "8", "--enable-prefix-caching"]
+    settings = Settings.load(["--model", str(tiny_model), *given], env={})
+    _, container = _engine_config(argparse.Namespace(**vars(settings.args)))
+    served = ["--served-model-name", settings.model_name]
+    serve_args = make_arg_parser(FlexibleArgumentParser()).parse_args(
+        ["--model", str(tiny_model), *served, *given]
+    )
+    validate_parsed_serve_args(serve_args)
+    vllm_serve = AsyncEngineArgs.from_cli_args(serve_args).create_engine_config(
+        usage_context=UsageContext.OPENAI_API_SERVER
+    )
+    assert vllm_serve.scheduler_config.max_num_seqs == 8  # the flags reached the config
+    differing = [
+        field.name
+        for field in dataclasses.fields(container)
+        if field.name != "instance_id"  # random per config
+        and repr(getattr(container, field.name)) != repr(getattr(vllm_serve, field.name))
+    ]
+    assert differing == []
